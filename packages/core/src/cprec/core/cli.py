@@ -1,0 +1,104 @@
+"""The `cprec` command: one subcommand per stage, each registered by the package that owns it.
+
+Stage modules are imported only to register their (cheap) parsers; heavy imports (torch, Ray,
+DeepSpeed) happen inside the handlers, so `cprec data ...` works on a node without DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from cprec.core.config import describe, load_config
+from cprec.core.errors import CPRecError
+
+# (subcommand, module that registers it, distribution that provides it)
+STAGES = [
+    ("data", "cprec.data_prep.cli", "cprec-data-prep"),
+    ("train", "cprec.trainer.cli", "cprec-trainer"),
+    ("eval", "cprec.evaluator.cli", "cprec-evaluator"),
+    ("tune", "cprec.pipeline.tune_cli", "cprec-pipeline"),
+    ("run", "cprec.pipeline.cli", "cprec-pipeline"),
+]
+
+
+def add_config_command(
+    subparsers: Any,
+    name: str,
+    config_cls: type,
+    handler: Callable[[Any, argparse.Namespace], Any],
+    help: str,
+    description: str = "",
+    example: str = "",
+) -> argparse.ArgumentParser:
+    """A subcommand taking `--config FILE` and `key=value` overrides of a config dataclass.
+
+    Its --help lists every option with its type, default and meaning.
+    """
+    epilog = "options (set in the --config YAML or as key=value overrides):\n" + "\n".join(describe(config_cls))
+    if example:
+        epilog += f"\n\nexample:\n  {example}"
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (defaults apply where it is silent)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied after the file")
+
+    def run(args: argparse.Namespace) -> Any:
+        return handler(load_config(config_cls, args.config, args.overrides), args)
+
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cprec",
+        description="CPRec: all-domain continual pre-training of language models for recommendation.",
+    )
+    subparsers = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, module_name, distribution in STAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                _register_missing(subparsers, name, distribution)
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _register_missing(subparsers: Any, name: str, distribution: str) -> None:
+    parser = subparsers.add_parser(name, help=f"(needs the {distribution} package, not installed)")
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def fail(_args: argparse.Namespace) -> None:
+        raise CPRecError(f"`cprec {name}` needs the {distribution} package; install it (see README)")
+
+    parser.set_defaults(handler=fail)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except CPRecError as exc:
+        print(f"cprec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cprec: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Starting or joining Ray the same way in every stage, with quiet logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Joins the cluster named by RAY_ADDRESS (as under `ray job submit`), else starts a local one.
+
+    A local Ray binds to 127.0.0.1 and starts no dashboard: a laptop run opens no port to the network.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    common = dict(logging_level=logging.WARNING, log_to_driver=True, configure_logging=True)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], **common)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        **common,
+    )
