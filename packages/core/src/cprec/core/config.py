@@ -36,10 +36,18 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Builds a `cls` from its defaults, the YAML file at `path` and dotted `key=value` overrides."""
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> T:
+    """Builds a `cls` from its defaults, then `base` (e.g. a preset's section), the YAML file at
+    `path` and dotted `key=value` overrides, each layer over the one before."""
     try:
         merged = OmegaConf.structured(cls)
+        if base:
+            merged = OmegaConf.merge(merged, OmegaConf.create(base))
         if path is not None:
             path = Path(path)
             if not path.is_file():
