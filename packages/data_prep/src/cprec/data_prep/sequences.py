@@ -1,0 +1,153 @@
+"""Per-user sequences (DESIGN.md §4) and catalogue-replay documents, as DuckDB queries over Arrow.
+
+Ordering and windows are computed in SQL; the text of each document comes from
+`cprec.core.template`, the one template shared with the evaluator.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from cprec.core import template
+from cprec.core.schemas import SEQUENCES
+from cprec.data_prep.cleaning import connect
+from cprec.data_prep.config import SequenceConfig
+
+HASH_BUCKETS = 1_000_000
+
+# Which window of core.template.windows(n, m) holds 0-based position i: the first `extra` windows
+# hold base+1 items, the rest `base` (windows as equal as possible, so no short tail window).
+_WINDOW_MACROS = """
+CREATE OR REPLACE TEMP MACRO wcount(n, m) AS (n + m - 1) // m;
+CREATE OR REPLACE TEMP MACRO wbase(n, m) AS n // wcount(n, m);
+CREATE OR REPLACE TEMP MACRO wextra(n, m) AS n % wcount(n, m);
+CREATE OR REPLACE TEMP MACRO window_of(i, n, m) AS
+  CASE WHEN i < wextra(n, m) * (wbase(n, m) + 1) THEN i // (wbase(n, m) + 1)
+       ELSE wextra(n, m) + (i - wextra(n, m) * (wbase(n, m) + 1)) // wbase(n, m) END;
+"""
+
+
+def hash_bucket(column: str, salt: str = "") -> str:
+    """A stable SQL hash of a string column into [0, HASH_BUCKETS): md5, not DuckDB's versioned hash()."""
+    value = f"{column} || '{salt}'" if salt else column
+    return f"(md5_number_lower({value}) % {HASH_BUCKETS})"
+
+
+def split_expr(column: str, valid_fraction: float) -> str:
+    """'valid' for a stable `valid_fraction` share of the values of `column`, else 'train'."""
+    bound = round(valid_fraction * HASH_BUCKETS)
+    return f"CASE WHEN {hash_bucket(column)} < {bound} THEN 'valid' ELSE 'train' END"
+
+
+def partition_expr(column: str, partitions: int) -> str:
+    """The hash partition of a user: independent of the split hash (upper vs lower md5 bits)."""
+    return f"(md5_number_upper({column}) % {partitions})::INTEGER"
+
+
+def window_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_WINDOW_MACROS)
+
+
+def build_sequences(
+    interactions: pa.Table,
+    texts: pa.Table,
+    config: SequenceConfig,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
+    """SEQUENCES of the users in `interactions`: windows of their domain and mixed histories.
+
+    `texts` maps item_id -> text. Rows sorted by user_id, kind, domain, window.
+    """
+    con = con or connect()
+    window_macros(con)
+    con.register("interactions", interactions)
+    con.register("texts", texts)
+    parts = []
+    if "domain" in config.kinds:
+        parts.append(
+            """
+            SELECT user_id, 'domain' AS kind, domain AS seq_domain, item_id, timestamp,
+                   row_number() OVER (PARTITION BY user_id, domain ORDER BY timestamp, item_id) - 1 AS i,
+                   count(*) OVER (PARTITION BY user_id, domain) AS n
+            FROM interactions
+            """
+        )
+    if "mixed" in config.kinds:
+        share = round(config.mixed_share * HASH_BUCKETS)
+        parts.append(
+            f"""
+            SELECT user_id, 'mixed' AS kind, '{template.MIXED_DOMAIN}' AS seq_domain, item_id, timestamp,
+                   row_number() OVER (PARTITION BY user_id ORDER BY timestamp, item_id) - 1 AS i,
+                   count(*) OVER (PARTITION BY user_id) AS n
+            FROM interactions
+            WHERE user_id IN (
+              SELECT user_id FROM interactions GROUP BY user_id
+              HAVING count(DISTINCT domain) >= {config.mixed_min_domains}
+            ) AND {hash_bucket('user_id', '#mixed')} < {share}
+            """
+        )
+    rows = con.sql(
+        f"""
+        SELECT user_id, kind, seq_domain AS domain,
+               list(item_id ORDER BY i) AS item_ids,
+               list(timestamp ORDER BY i) AS timestamps,
+               list(t.text ORDER BY i) AS texts,
+               {split_expr('user_id', config.valid_fraction)} AS split
+        FROM (
+          SELECT *, window_of(i, n, {config.max_items}) AS w FROM ({' UNION ALL '.join(parts)})
+        ) JOIN texts t USING (item_id)
+        GROUP BY user_id, kind, seq_domain, w
+        HAVING count(*) >= {config.min_items}
+        ORDER BY user_id, kind, domain, w
+        """
+    ).to_arrow_table()
+    documents = [
+        template.document(kind, domain, item_texts)
+        for kind, domain, item_texts in zip(
+            rows["kind"].to_pylist(), rows["domain"].to_pylist(), rows["texts"].to_pylist()
+        )
+    ]
+    return pa.table(
+        {
+            "user_id": rows["user_id"],
+            "kind": rows["kind"],
+            "domain": rows["domain"],
+            "item_ids": rows["item_ids"],
+            "timestamps": rows["timestamps"],
+            "text": pa.array(documents, pa.string()),
+            "split": rows["split"],
+        }
+    ).cast(SEQUENCES)
+
+
+CATALOG_DOCS = pa.schema(
+    [("kind", pa.string()), ("domain", pa.string()), ("item_ids", pa.list_(pa.string())), ("split", pa.string())]
+)
+
+
+def catalog_documents(
+    items: pa.Table, config: SequenceConfig, con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """Catalogue-replay documents of `items` (item_id, domain): per domain and split, items in a
+    stable hashed order, cut into windows of at most `catalog_items`. Items are split by a hash of
+    item_id with the users' valid fraction, so 'valid' catalogue text is never trained on."""
+    con = con or connect()
+    window_macros(con)
+    con.register("catalog_items", items)
+    return con.sql(
+        f"""
+        WITH split_items AS (
+          SELECT item_id, domain, {split_expr('item_id', config.valid_fraction)} AS split,
+                 md5(item_id) AS order_key FROM catalog_items
+        ), numbered AS (
+          SELECT *, row_number() OVER (PARTITION BY domain, split ORDER BY order_key, item_id) - 1 AS i,
+                 count(*) OVER (PARTITION BY domain, split) AS n
+          FROM split_items
+        )
+        SELECT 'catalog' AS kind, domain, list(item_id ORDER BY i) AS item_ids, split
+        FROM (SELECT *, window_of(i, n, {config.catalog_items}) AS w FROM numbered)
+        GROUP BY domain, split, w
+        ORDER BY domain, split, w
+        """
+    ).to_arrow_table().cast(CATALOG_DOCS)
