@@ -1,0 +1,82 @@
+"""Recommenders behind one interface: fit on a dataset's training split, score the catalogue.
+
+`score` returns one [users, items] matrix per *variant* (higher = better). Most methods have one
+variant (''); the LLM methods return one per score form (sum, mean, pmi), and the evaluator picks
+the variant on validation. With the sampled protocol `candidates` [users, items] marks the only
+items that will be ranked, so an expensive method may leave the others unscored (-inf).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from cprec.evaluator.config import EvalConfig, MethodConfig
+from cprec.evaluator.datasets import SplitDataset
+
+
+class Method(ABC):
+    def __init__(self, spec: MethodConfig, config: EvalConfig):
+        self.spec = spec
+        self.config = config
+
+    @abstractmethod
+    def fit(self, dataset: SplitDataset) -> None:
+        """Learns from `dataset.train` only (validation may be used for early stopping)."""
+
+    @abstractmethod
+    def score(
+        self, dataset: SplitDataset, split: str, users: np.ndarray, candidates: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Scores of every catalogue item for `users` predicting `split` ('valid' or 'test')."""
+
+    def variants(self) -> list[str]:
+        """Variants `score` returns; a fixed choice means no selection on validation."""
+        return [""]
+
+    def info(self) -> dict:
+        """What the report should record about the fitted method (chosen options, training curve...)."""
+        return {}
+
+    def close(self) -> None:
+        """Releases what `fit` acquired (Ray actors, GPU memory)."""
+
+
+def make_method(spec: MethodConfig, config: EvalConfig) -> Method:
+    if spec.kind == "popularity":
+        from cprec.evaluator.methods.popularity import Popularity
+
+        return Popularity(spec, config)
+    if spec.kind == "content":
+        from cprec.evaluator.methods.content import ContentTfidf
+
+        return ContentTfidf(spec, config)
+    if spec.kind == "sasrec":
+        from cprec.evaluator.methods.sasrec import SASRecMethod
+
+        return SASRecMethod(spec, config)
+    if spec.kind == "llm":
+        from cprec.evaluator.methods.llm import LLMZeroShot
+
+        return LLMZeroShot(spec, config)
+    if spec.kind == "sft":
+        from cprec.evaluator.methods.sft import LLMFineTuned
+
+        return LLMFineTuned(spec, config)
+    raise ValueError(f"unknown method kind {spec.kind!r}")
+
+
+def history_matrix(dataset: SplitDataset, split: str, users: np.ndarray):
+    """A sparse [users, items] count matrix of what each user has seen before `split`'s target."""
+    from scipy import sparse
+
+    rows, cols = [], []
+    for row, user in enumerate(users):
+        history = dataset.history(split, int(user))
+        rows.append(np.full(len(history), row))
+        cols.append(history)
+    rows_arr = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    cols_arr = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    data = np.ones(len(rows_arr), dtype=np.float32)
+    return sparse.csr_matrix((data, (rows_arr, cols_arr)), shape=(len(users), dataset.n_items))

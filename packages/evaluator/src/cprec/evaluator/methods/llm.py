@@ -1,0 +1,309 @@
+"""The LLM recommender: an item's score is the log-likelihood of its text as the history's continuation.
+
+The prompt is the user's domain-specific history document and a candidate is `continuation(text)`,
+both from cprec.core.template, so the model reads exactly what it read in pre-training. Score forms
+(DESIGN.md §4), all from one forward pass:
+- sum:  log p(candidate tokens [+ end] | history prompt)
+- mean: sum / number of scored tokens (removes the length penalty)
+- pmi:  sum minus the same log-likelihood under the empty prompt (removes the item's own prior;
+        the prior is computed once per catalogue)
+`end` adds how the candidate stops: `item_end` scores log p(separator or EOS) after its last token,
+the two ways an item line ends in a pre-training document (EOS alone when the separator is not a
+token of its own); without it a title that is a prefix of a longer one would be favoured.
+
+Shared-prefix scoring: the prompt is encoded once, and its key/value cache (a transformers
+DynamicCache) is broadcast to a batch of candidates, right-padded, sorted by length; candidate
+tokens are tokenized once per catalogue. Users are spread over Ray actors that hold the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cprec.core import storage
+from cprec.core.errors import CPRecError
+from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, history_prompt
+from cprec.evaluator.config import FORMS, LLMConfig
+from cprec.evaluator.datasets import SplitDataset
+from cprec.evaluator.methods import Method
+
+
+def load_tokenizer(model_path: str):
+    """The model's tokenizer, checked against its config: a missing path or a mismatch is a CPRecError."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if storage.is_local(model_path) and not storage.local_path(model_path).exists():
+        raise CPRecError(f"model path does not exist: {model_path}")
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise CPRecError(f"cannot load a causal LM and tokenizer from {model_path}: {exc}".splitlines()[0]) from exc
+    vocab = config.get_text_config().vocab_size
+    if len(tokenizer) > vocab:
+        raise CPRecError(
+            f"tokenizer mismatch at {model_path}: the tokenizer has {len(tokenizer)} tokens, the model embeds {vocab}"
+        )
+    if tokenizer.eos_token_id is None:
+        raise CPRecError(f"tokenizer at {model_path} has no EOS token (documents end with EOS in pre-training)")
+    return tokenizer
+
+
+def tokenize_catalogue(tokenizer, item_texts: list[str], max_tokens: int) -> list[list[int]]:
+    """Each item's continuation tokens, once per catalogue (no special tokens, cut to max_tokens)."""
+    encoded = tokenizer([continuation(t) for t in item_texts], add_special_tokens=False)["input_ids"]
+    return [ids[:max_tokens] for ids in encoded]
+
+
+def end_token_ids(tokenizer, catalogue: list[list[int]], end: str) -> list[int]:
+    """Tokens whose probability after a candidate means 'the item ends here'."""
+    if end == "none":
+        return []
+    ids = [tokenizer.eos_token_id]
+    if end == "item_end":
+        separator = tokenizer(ITEM_SEPARATOR, add_special_tokens=False)["input_ids"]
+        if len(separator) == 1 and all(c and c[0] == separator[0] for c in catalogue):
+            ids.append(separator[0])
+    return ids
+
+
+class PrefixScorer:
+    """Holds one model; scores catalogue continuations of prompts, sharing each prompt's KV cache."""
+
+    def __init__(self, model_path: str, options: LLMConfig, device: str = "cpu"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.options = options
+        self.device = torch.device(device)
+        self.tokenizer = load_tokenizer(model_path)
+        dtype = options.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model.eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.max_positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1 << 30
+
+    def ready(self) -> bool:
+        return True
+
+    def set_catalogue(self, catalogue: list[list[int]], end_ids: list[int]) -> None:
+        """Candidate token ids (from `tokenize_catalogue`) and the end tokens, for every later call."""
+        if any(len(ids) == 0 for ids in catalogue):
+            raise CPRecError("an item text tokenizes to nothing; every candidate needs at least one token")
+        self.catalogue = catalogue
+        self.end_ids = end_ids
+        self.lengths = np.array([len(c) for c in catalogue])
+        self.by_length = np.argsort(self.lengths, kind="stable")  # batches of similar length pad little
+
+    def token_counts(self) -> np.ndarray:
+        return self.lengths + (1 if self.end_ids else 0)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(prompt)["input_ids"]
+        room = self.max_positions - int(self.lengths.max()) - 1
+        if len(ids) > room:
+            raise CPRecError(
+                f"a prompt of {len(ids)} tokens leaves no room for candidates in the model's "
+                f"{self.max_positions} positions; lower llm.max_history"
+            )
+        return ids
+
+    def score_prompts(self, prompts: list[str], candidates: list[np.ndarray] | None = None) -> np.ndarray:
+        """Sum log-likelihood [prompts, items] of every (or each prompt's candidate) item; -inf if unscored."""
+        out = np.full((len(prompts), len(self.catalogue)), -np.inf, dtype=np.float32)
+        for row, prompt in enumerate(prompts):
+            items = self.by_length if candidates is None else np.asarray(candidates[row])[
+                np.argsort(self.lengths[candidates[row]], kind="stable")
+            ]
+            out[row, items] = self.score_prompt(self.prompt_ids(prompt), items)
+        return out
+
+    def score_prompt(self, prompt_ids: list[int], items: np.ndarray) -> np.ndarray:
+        import torch
+        from transformers import DynamicCache
+
+        with torch.inference_mode():
+            prompt = torch.tensor([prompt_ids], device=self.device)
+            encoded = self.model(input_ids=prompt, use_cache=True)
+            prefix = [(layer.keys, layer.values) for layer in _cache_of(encoded).layers]
+            first = torch.log_softmax(encoded.logits[0, -1].float(), dim=-1)
+            scores = []
+            for start in range(0, len(items), self.options.batch_size):
+                batch = items[start : start + self.options.batch_size]
+                ids, mask = self._padded([self.catalogue[i] for i in batch])
+                size, width = ids.shape
+                cache = DynamicCache(
+                    ddp_cache_data=[(k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix],
+                    config=self.model.config,
+                )
+                logits = self.model(
+                    input_ids=ids,
+                    attention_mask=torch.cat([mask.new_ones(size, len(prompt_ids)), mask], dim=1),
+                    position_ids=(len(prompt_ids) + torch.arange(width, device=self.device)).expand(size, -1),
+                    cache=cache,
+                    use_cache=True,
+                ).logits.float()
+                scores.append(self._sum_logprobs(first, logits, ids, mask).cpu().numpy())
+        return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+
+    def naive_score_prompt(self, prompt_ids: list[int], items: np.ndarray) -> np.ndarray:
+        """The reference: one full forward pass of prompt + candidate per item (tests and benchmark)."""
+        import torch
+
+        scores = []
+        with torch.inference_mode():
+            for item in items:
+                candidate = self.catalogue[item]
+                ids = torch.tensor([prompt_ids + candidate], device=self.device)
+                logprobs = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
+                positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(candidate) - 1)
+                total = logprobs[positions, torch.tensor(candidate)].sum()
+                if self.end_ids:
+                    total = total + torch.logsumexp(logprobs[-1, self.end_ids], dim=0)
+                scores.append(float(total))
+        return np.asarray(scores, dtype=np.float32)
+
+    def _padded(self, sequences: list[list[int]]):
+        import torch
+
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _sum_logprobs(self, first, logits, ids, mask):
+        """Sum over each candidate's tokens of log p(token | prompt, earlier tokens), plus the end term."""
+        import torch
+
+        # logits[:, j] predicts token j+1; token 0 is predicted by the prompt's last position.
+        norm = torch.logsumexp(logits, dim=-1)  # [batch, width]
+        token_logits = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+        total = first[ids[:, 0]] + ((token_logits - norm[:, :-1]) * mask[:, 1:]).sum(dim=1)
+        if self.end_ids:
+            last = mask.sum(dim=1) - 1
+            rows = torch.arange(len(ids), device=ids.device)
+            end_logits = logits[rows, last][:, self.end_ids]
+            total = total + torch.logsumexp(end_logits, dim=-1) - norm[rows, last]
+        return total
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+class ScoringPool:
+    """PrefixScorers on Ray actors (GPUs when the cluster has them), or one in this process."""
+
+    def __init__(self, model_path: str, options: LLMConfig):
+        self.options = options
+        self.tokenizer = load_tokenizer(model_path)  # fails fast, in the driver, on a bad path or mismatch
+        self.actors: list = []
+        if options.num_actors == 0:
+            import torch
+
+            device = "cuda" if options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available()) else "cpu"
+            self.local = PrefixScorer(model_path, options, device)
+            return
+        import ray
+
+        from cprec.core.raytools import init_ray
+
+        init_ray()
+        gpus = ray.cluster_resources().get("GPU", 0)
+        use_gpu = options.device == "cuda" or (options.device == "auto" and gpus > 0)
+        remote = ray.remote(PrefixScorer).options(num_cpus=options.cpus_per_actor, num_gpus=1 if use_gpu else 0)
+        self.actors = [
+            remote.remote(model_path, options, "cuda" if use_gpu else "cpu") for _ in range(options.num_actors)
+        ]
+        ray.get([a.ready.remote() for a in self.actors])
+
+    def set_catalogue(self, item_texts: list[str]) -> np.ndarray:
+        """Tokenizes the catalogue once, hands it to every scorer; returns the scored tokens per item."""
+        catalogue = tokenize_catalogue(self.tokenizer, item_texts, self.options.max_item_tokens)
+        end_ids = end_token_ids(self.tokenizer, catalogue, self.options.end)
+        self.end_kind = "none" if not end_ids else ("eos" if len(end_ids) == 1 else "separator or eos")
+        if not self.actors:
+            self.local.set_catalogue(catalogue, end_ids)
+            return self.local.token_counts()
+        import ray
+
+        ref = ray.put(catalogue)
+        ray.get([a.set_catalogue.remote(ref, end_ids) for a in self.actors])
+        return np.array([len(c) for c in catalogue]) + (1 if end_ids else 0)
+
+    def score(self, prompts: list[str], candidates: list[np.ndarray] | None = None) -> np.ndarray:
+        if not self.actors:
+            return self.local.score_prompts(prompts, candidates)
+        from ray.util import ActorPool
+
+        step = self.options.users_per_task
+        tasks = [
+            (prompts[i : i + step], None if candidates is None else candidates[i : i + step])
+            for i in range(0, len(prompts), step)
+        ]
+        pool = ActorPool(self.actors)
+        parts = list(pool.map(lambda actor, task: actor.score_prompts.remote(*task), tasks))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+def score_forms(sums: np.ndarray, token_counts: np.ndarray, prior: np.ndarray | None, forms: list[str]) -> dict:
+    out = {}
+    for form in forms:
+        if form == "sum":
+            out[form] = sums
+        elif form == "mean":
+            out[form] = sums / token_counts
+        elif form == "pmi":
+            out[form] = sums - prior
+    return out
+
+
+class LLMZeroShot(Method):
+    """Any Hugging Face causal LM path, scored zero-shot."""
+
+    pool: ScoringPool | None = None
+
+    def model_path(self, dataset: SplitDataset) -> str:
+        return self.spec.model
+
+    def variants(self) -> list[str]:
+        return list(FORMS) if self.spec.form == "auto" else [self.spec.form]
+
+    def fit(self, dataset: SplitDataset) -> None:
+        if self.pool is None:
+            self.pool = ScoringPool(self.model_path(dataset), self.config.llm)
+        self.token_counts = self.pool.set_catalogue(dataset.item_texts)
+        self.prior = None
+        if "pmi" in self.variants():
+            self.prior = self.pool.score([empty_prompt(dataset.domain)])[0]
+
+    def prompt(self, dataset: SplitDataset, split: str, user: int) -> str:
+        history = dataset.history(split, user)[-self.config.llm.max_history :]
+        return history_prompt(dataset.domain, [dataset.item_texts[i] for i in history])
+
+    def score(self, dataset, split, users, candidates=None):
+        prompts = [self.prompt(dataset, split, int(u)) for u in users]
+        lists = None if candidates is None else [np.flatnonzero(row) for row in candidates]
+        sums = self.pool.score(prompts, lists)
+        return score_forms(sums, self.token_counts, self.prior, self.variants())
+
+    def info(self) -> dict:
+        return {"model": self.spec.model, "end": getattr(self.pool, "end_kind", ""), "max_history": self.config.llm.max_history}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

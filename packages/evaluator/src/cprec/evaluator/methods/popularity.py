@@ -1,0 +1,17 @@
+"""Most popular first: the count of each item in the training split, the same for every user."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cprec.evaluator.datasets import SplitDataset
+from cprec.evaluator.methods import Method
+
+
+class Popularity(Method):
+    def fit(self, dataset: SplitDataset) -> None:
+        histories = np.concatenate(dataset.train) if dataset.train else np.zeros(0, dtype=np.int64)
+        self.counts = np.bincount(histories, minlength=dataset.n_items).astype(np.float32)
+
+    def score(self, dataset, split, users, candidates=None):
+        return {"": np.broadcast_to(self.counts, (len(users), dataset.n_items)).copy()}
