@@ -135,7 +135,7 @@ def write_split(source_dir: str, out_dir: str, spec: DatasetConfig, digest: str)
     con = duckdb.connect()
     con.register("items_in", items.select(["item_id", "domain", "text"]))
     con.register("events_in", events.select(["user_id", "item_id", "domain", "timestamp"]))
-    domains = [r[0] for r in con.sql("SELECT DISTINCT domain FROM events_in ORDER BY 1").fetchall()]
+    domains = [r[0] for r in con.execute("SELECT DISTINCT domain FROM events_in ORDER BY 1").fetchall()]
     if len(domains) != 1:
         raise CPRecError(
             f"dataset {spec.name!r} must hold exactly one domain, found {domains or 'none'}; "
@@ -145,7 +145,7 @@ def write_split(source_dir: str, out_dir: str, spec: DatasetConfig, digest: str)
         "SELECT (row_number() OVER (ORDER BY item_id) - 1)::INT AS item_index, item_id, domain, text "
         "FROM items_in WHERE domain = $domain ORDER BY item_id",
         params={"domain": domains[0]},
-    ).arrow()
+    ).to_arrow_table()
     con.register("catalogue", catalogue)
     split = con.sql(
         f"""
@@ -163,7 +163,7 @@ def write_split(source_dir: str, out_dir: str, spec: DatasetConfig, digest: str)
         FROM ranked WHERE n_events >= {MIN_EVENTS}
         ORDER BY user_id, timestamp, item_id
         """
-    ).arrow()
+    ).to_arrow_table()
     if split.num_rows == 0:
         raise CPRecError(
             f"dataset {spec.name!r} has no eligible users (none with >= {MIN_EVENTS} events on catalogue items)"
@@ -185,10 +185,10 @@ def write_split(source_dir: str, out_dir: str, spec: DatasetConfig, digest: str)
         "mean_events_per_user": round(mean_events, 3),
         "density": round(split.num_rows / (users * catalogue.num_rows), 6),
         "events_in_source": events.num_rows,
-        "events_on_unknown_items": con.sql(
+        "events_on_unknown_items": con.execute(
             "SELECT count(*) FROM events_in WHERE item_id NOT IN (SELECT item_id FROM catalogue)"
         ).fetchone()[0],
-        "users_left_out": con.sql(
+        "users_left_out": con.execute(
             f"SELECT count(*) FROM (SELECT user_id FROM events_in GROUP BY user_id HAVING count(*) < {MIN_EVENTS})"
         ).fetchone()[0],
     }
@@ -200,10 +200,10 @@ def write_split(source_dir: str, out_dir: str, spec: DatasetConfig, digest: str)
 
 
 def _split_counts(con) -> tuple[int, int, float]:
-    users, train_events = con.sql(
+    users, train_events = con.execute(
         "SELECT count(DISTINCT user_id), count(*) FILTER (WHERE split = 'train') FROM split"
     ).fetchone()
-    mean = con.sql("SELECT avg(n) FROM (SELECT count(*) AS n FROM split GROUP BY user_id)").fetchone()[0]
+    mean = con.execute("SELECT avg(n) FROM (SELECT count(*) AS n FROM split GROUP BY user_id)").fetchone()[0]
     return int(users), int(train_events), float(mean)
 
 

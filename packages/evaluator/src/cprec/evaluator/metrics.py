@@ -91,10 +91,13 @@ def paired_pvalue(a: np.ndarray, b: np.ndarray, test: str = "wilcoxon") -> float
     if len(a) < 2 or np.allclose(a, b):
         return 1.0
     if test == "wilcoxon":
-        return float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
-    if test == "ttest":
-        return float(stats.ttest_rel(a, b).pvalue)
-    raise CPRecError(f"unknown paired test {test!r} (wilcoxon or ttest)")
+        p_value = stats.wilcoxon(a, b, zero_method="wilcox").pvalue
+    elif test == "ttest":
+        p_value = stats.ttest_rel(a, b).pvalue
+    else:
+        raise CPRecError(f"unknown paired test {test!r} (wilcoxon or ttest)")
+    # A constant non-zero difference has no variance: the t statistic is infinite, scipy says NaN.
+    return float(p_value) if np.isfinite(p_value) else 0.0
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:

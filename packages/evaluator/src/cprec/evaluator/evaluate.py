@@ -1,0 +1,216 @@
+"""`evaluate(config)`: every method on every downstream dataset, the same users and candidates for all.
+
+Per dataset: the split is prepared (datasets.py); each method is fitted on the training split and
+scores the catalogue for the validation and the test targets; ranks become per-user metrics
+(metrics.py). A method with several variants (the LLM's score forms) is reported with the variant
+that is best on the validation `select_metric`. Methods are compared on the test split by a paired
+test against the best method of each metric; means carry bootstrap confidence intervals.
+Outputs in `out_dir`: datasets/, per_user/<dataset>.parquet, results.json, report.md, *.png.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cprec.core import storage
+from cprec.core.config import to_dict
+from cprec.core.errors import CPRecError
+from cprec.core.template import TEMPLATE_VERSION
+from cprec.evaluator.config import EvalConfig
+from cprec.evaluator.datasets import SplitDataset, prepare_datasets
+from cprec.evaluator.methods import Method, make_method
+from cprec.evaluator.metrics import bootstrap_ci, count_ranks, metric_names, paired_pvalue, rank_metrics
+
+SPLITS = ("valid", "test")
+RESULTS_FILE = "results.json"
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Runs the evaluation; returns the results dict also written to `<out_dir>/results.json`."""
+    from cprec.evaluator.report import write_report
+
+    datasets = prepare_datasets(config)
+    results = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "template_version": TEMPLATE_VERSION,
+        "protocol": {
+            "kind": config.protocol,
+            "label": config.protocol_label(),
+            "negatives": config.negatives if config.protocol == "sampled" else None,
+            "mask_history": config.mask_history,
+            "ties": config.ties,
+            "ks": list(config.ks),
+            "select_metric": config.select_metric,
+            "test": config.test,
+            "alpha": config.alpha,
+            "bootstrap": config.bootstrap,
+        },
+        "config": to_dict(config),
+        "datasets": {},
+    }
+    methods = [make_method(spec, config) for spec in config.methods]
+    try:
+        for dataset in datasets:
+            results["datasets"][dataset.name] = evaluate_dataset(dataset, methods, config)
+    finally:
+        for method in methods:
+            method.close()
+    fs, path = storage.filesystem(config.out_dir)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{RESULTS_FILE}") as stream:
+        stream.write(json.dumps(results, indent=2, default=_jsonable).encode())
+    write_report(results, config.out_dir)
+    return results
+
+
+def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> dict:
+    users = evaluated_users(dataset, config)
+    ranked = dataset.n_items if config.protocol == "full" else config.negatives + 1
+    if max(config.ks) > ranked:
+        raise CPRecError(
+            f"K={max(config.ks)} is larger than the {ranked} ranked items of dataset {dataset.name!r}; lower `ks`"
+        )
+    candidates = {split: sampled_candidates(dataset, split, users, config) for split in SPLITS}
+    entry: dict = {
+        "platform": dataset.platform,
+        "domain": dataset.domain,
+        "stats": dataset.stats,
+        "users_evaluated": len(users),
+        "methods": {},
+    }
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for method in methods:
+        label = method.spec.label()
+        started = time.perf_counter()
+        method.fit(dataset)
+        fitted = time.perf_counter()
+        by_split = {split: split_metrics(method, dataset, split, users, candidates[split], config) for split in SPLITS}
+        variants = method.variants()
+        chosen = max(variants, key=lambda v: by_split["valid"][v][config.select_metric].mean())
+        per_user[label] = {split: by_split[split][chosen] for split in SPLITS}
+        entry["methods"][label] = {
+            "kind": method.spec.kind,
+            "variant": chosen,
+            "variant_selected_on": "valid " + config.select_metric if len(variants) > 1 else "fixed",
+            **{split: _means(by_split[split][chosen]) for split in SPLITS},
+            "test_ci": {
+                name: bootstrap_ci(values, config.bootstrap, config.seed)
+                for name, values in by_split["test"][chosen].items()
+            },
+            "variants": {v: {split: _means(by_split[split][v]) for split in SPLITS} for v in variants if v},
+            "info": method.info(),
+            "seconds": {"fit": round(fitted - started, 2), "total": round(time.perf_counter() - started, 2)},
+        }
+        if method.spec.kind == "sft":
+            method.close()  # its fine-tuned model belongs to this dataset only
+    entry["significance"] = significance(per_user, config)
+    write_per_user(config.out_dir, dataset, users, per_user)
+    return entry
+
+
+def evaluated_users(dataset: SplitDataset, config: EvalConfig) -> np.ndarray:
+    if config.max_users and config.max_users < dataset.n_users:
+        rng = np.random.default_rng(config.seed)
+        return np.sort(rng.choice(dataset.n_users, config.max_users, replace=False))
+    return np.arange(dataset.n_users)
+
+
+def sampled_candidates(dataset: SplitDataset, split: str, users: np.ndarray, config: EvalConfig) -> np.ndarray | None:
+    """[users, 1 + negatives] item indices: the target, then negatives the user never interacted with."""
+    if config.protocol == "full":
+        return None
+    rng = np.random.default_rng([config.seed, SPLITS.index(split)])
+    out = np.empty((len(users), config.negatives + 1), dtype=np.int64)
+    targets = dataset.targets(split)
+    for row, user in enumerate(users):
+        known = np.unique(np.concatenate([dataset.train[user], [dataset.valid[user], dataset.test[user]]]))
+        pool = np.setdiff1d(np.arange(dataset.n_items), known, assume_unique=True)
+        if len(pool) < config.negatives:
+            raise CPRecError(
+                f"dataset {dataset.name!r}: user {dataset.user_ids[user]} has only {len(pool)} items to sample "
+                f"{config.negatives} negatives from; lower `negatives` or use protocol=full"
+            )
+        out[row, 0] = targets[user]
+        out[row, 1:] = rng.choice(pool, config.negatives, replace=False)
+    return out
+
+
+def split_metrics(
+    method: Method,
+    dataset: SplitDataset,
+    split: str,
+    users: np.ndarray,
+    candidates: np.ndarray | None,
+    config: EvalConfig,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per variant, per metric: the per-user values on `split`."""
+    counts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    targets = dataset.targets(split)
+    for start in range(0, len(users), config.user_chunk):
+        chunk = users[start : start + config.user_chunk]
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros((len(chunk), dataset.n_items), dtype=bool)
+            np.put_along_axis(allowed, candidates[start : start + len(chunk)], True, axis=1)
+        excluded = None
+        if config.mask_history:
+            excluded = np.zeros((len(chunk), dataset.n_items), dtype=bool)
+            for row, user in enumerate(chunk):
+                excluded[row, dataset.history(split, int(user))] = True
+        for variant, scores in method.score(dataset, split, chunk, allowed).items():
+            counts.setdefault(variant, []).append(count_ranks(scores, targets[chunk], excluded, allowed))
+    out = {}
+    for variant, parts in counts.items():
+        greater = np.concatenate([p[0] for p in parts])
+        ties = np.concatenate([p[1] for p in parts])
+        out[variant] = rank_metrics(greater, ties, list(config.ks), config.ties)
+    return out
+
+
+def significance(per_user: dict, config: EvalConfig) -> dict:
+    """Per test metric: the best method and the paired-test p-value of every other method against it."""
+    out = {}
+    labels = list(per_user)
+    for name in metric_names(list(config.ks)):
+        means = {label: per_user[label]["test"][name].mean() for label in labels}
+        best = max(labels, key=lambda label: means[label])
+        p_values = {
+            label: paired_pvalue(per_user[best]["test"][name], per_user[label]["test"][name], config.test)
+            for label in labels
+            if label != best
+        }
+        out[name] = {"best": best, "p_values": p_values}
+    return out
+
+
+def write_per_user(out_dir: str, dataset: SplitDataset, users: np.ndarray, per_user: dict) -> None:
+    columns: dict[str, list] = {"method": [], "split": [], "user_id": []}
+    user_ids = [dataset.user_ids[u] for u in users]
+    for label, splits in per_user.items():
+        for split, metrics in splits.items():
+            columns["method"] += [label] * len(users)
+            columns["split"] += [split] * len(users)
+            columns["user_id"] += user_ids
+            for name, values in metrics.items():
+                columns.setdefault(name, []).extend(values.tolist())
+    fs, path = storage.filesystem(storage.join(out_dir, "per_user"))
+    fs.create_dir(path, recursive=True)
+    pq.write_table(pa.table(columns), f"{path}/{dataset.name}.parquet", filesystem=fs)
+
+
+def _means(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(values.mean()) for name, values in metrics.items()}
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

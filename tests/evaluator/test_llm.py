@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+
+from cprec.core.errors import CPRecError
+from cprec.core.template import history_prompt
+from cprec.evaluator.config import LLMConfig
+from cprec.evaluator.methods.llm import PrefixScorer, ScoringPool, end_token_ids, load_tokenizer, tokenize_catalogue
+
+from conftest import catalogue, tiny_model
+
+TEXTS = [row["text"] for row in catalogue("Garden", 40)]
+
+
+def scorer(path, end="item_end", batch_size=7) -> PrefixScorer:
+    scorer = PrefixScorer(str(path), LLMConfig(batch_size=batch_size, end=end))
+    tokens = tokenize_catalogue(scorer.tokenizer, TEXTS, 64)
+    scorer.set_catalogue(tokens, end_token_ids(scorer.tokenizer, tokens, end))
+    return scorer
+
+
+@pytest.mark.parametrize("end", ["item_end", "none"])
+def test_shared_prefix_scores_equal_one_forward_per_candidate(tiny_lm, end):
+    model = scorer(tiny_lm, end)
+    assert len(model.end_ids) == (2 if end == "item_end" else 0)  # the separator is a token of its own
+    prompt = model.prompt_ids(history_prompt("Garden", TEXTS[:5]))
+    items = np.arange(len(TEXTS))
+    shared = model.score_prompt(prompt, model.by_length)  # batches of 7, right-padded
+    naive = model.naive_score_prompt(prompt, model.by_length)
+    np.testing.assert_allclose(shared, naive, rtol=1e-4, atol=1e-4)
+    matrix = model.score_prompts([history_prompt("Garden", TEXTS[:5])])
+    np.testing.assert_allclose(matrix[0, model.by_length], naive, rtol=1e-4, atol=1e-4)
+    subset = model.score_prompts([history_prompt("Garden", TEXTS[:5])], [np.array([3, 1])])
+    assert np.isinf(subset[0, items[~np.isin(items, [1, 3])]]).all()
+    np.testing.assert_allclose(subset[0, [1, 3]], matrix[0, [1, 3]], rtol=1e-4, atol=1e-4)
+
+
+def test_shared_prefix_equals_naive_on_qwen2(tmp_path):
+    model = scorer(tiny_model(tmp_path / "qwen", TEXTS, arch="qwen2"))
+    prompt = model.prompt_ids(history_prompt("Garden", TEXTS[5:9]))
+    np.testing.assert_allclose(
+        model.score_prompt(prompt, np.arange(12)), model.naive_score_prompt(prompt, np.arange(12)), atol=1e-4
+    )
+
+
+def test_bad_model_paths_and_tokenizer_mismatch(tiny_lm, tmp_path):
+    with pytest.raises(CPRecError, match="does not exist"):
+        load_tokenizer(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CPRecError, match="cannot load"):
+        load_tokenizer(str(tmp_path / "empty"))
+    shrunk = tmp_path / "shrunk"
+    shrunk.mkdir()
+    for file in tiny_lm.iterdir():
+        (shrunk / file.name).write_bytes(file.read_bytes())
+    config = json.loads((shrunk / "config.json").read_text())
+    config["vocab_size"] = 50
+    (shrunk / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CPRecError, match="tokenizer mismatch"):
+        load_tokenizer(str(shrunk))
+
+
+def test_ray_actor_pool_matches_in_process_scores(tiny_lm, ray_local):
+    prompts = [history_prompt("Garden", TEXTS[i : i + 3]) for i in range(5)]
+    local = ScoringPool(str(tiny_lm), LLMConfig(num_actors=0))
+    local.set_catalogue(TEXTS)
+    remote = ScoringPool(str(tiny_lm), LLMConfig(num_actors=2, cpus_per_actor=0.5, users_per_task=2))
+    try:
+        counts = remote.set_catalogue(TEXTS)
+        np.testing.assert_allclose(remote.score(prompts), local.score(prompts), atol=1e-4)
+        assert (counts == local.local.token_counts()).all()
+    finally:
+        remote.close()
