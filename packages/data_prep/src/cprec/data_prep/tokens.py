@@ -73,10 +73,16 @@ class TokenizerSpec:
     backend_json: str
     eos_id: int
     pad_id: int
+    vocab_size: int
 
     @classmethod
     def of(cls, tokenizer) -> TokenizerSpec:
-        return cls(tokenizer.backend_tokenizer.to_str(), int(tokenizer.eos_token_id), int(tokenizer.pad_token_id))
+        return cls(
+            tokenizer.backend_tokenizer.to_str(),
+            int(tokenizer.eos_token_id),
+            int(tokenizer.pad_token_id),
+            len(tokenizer),
+        )
 
     def backend(self):
         from tokenizers import Tokenizer

@@ -1,0 +1,601 @@
+"""`cprec data build`: source files -> cleaned interactions -> sequences -> packed token shards.
+
+The flow (docs/data_prep.md has the long form):
+
+1. Ray Data reads the sources (`readers`), tags each parsed event with a hash partition of its user
+   and writes them to `_work/events/part=<p>/` (unparsed lines go to `part=-1`); items likewise.
+2. One Ray task dedupes the item metadata (catalogue-sized); one task per partition joins its
+   events with it and drops unknown items, untitled items and duplicate pairs (DuckDB).
+3. Rejects and skips are gathered into `rejects/`; past `max_reject_rate` the build stops here.
+4. k-core rounds: per-partition tasks count users per item, a reduce task sums the counts
+   (catalogue-sized) into the surviving item set, until the set stops shrinking.
+5. Per partition: interactions and sequences; then the tokenizer (trained or loaded), every item
+   tokenized once with Ray Data, and per partition documents assembled from ids and packed.
+
+The driver only moves counts and object references; partitions, catalogues and tables stay in
+tasks. Every file is sorted and written with fixed settings, so a re-run gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cprec.core import storage, template
+from cprec.core.config import option, to_dict
+from cprec.core.errors import CPRecError
+from cprec.core.schemas import (
+    INTERACTIONS,
+    INTERACTIONS_DIR,
+    ITEMS,
+    ITEMS_FILE,
+    RAW_EVENTS,
+    RAW_ITEMS,
+    REJECTS_DIR,
+    SEQUENCES,
+    SEQUENCES_DIR,
+    STATS_FILE,
+    TOKENIZER_DIR,
+    TOKENS_DIR,
+)
+from cprec.data_prep import cleaning, files, sequences, tokens
+from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
+from cprec.data_prep.readers import SourceConfig
+
+STAGES = ("interactions", "sequences", "tokens")
+EVENT_BATCH_ROWS = 262_144  # rows per partitioned write: few, large scratch files
+
+
+@dataclass
+class BuildConfig:
+    out_dir: str = option("", help="output directory (local, s3:// or gs://), written atomically")
+    world: str = option("", help="a world.json (from `cprec data synth`): build its `pretrain` sources")
+    sources: list[SourceConfig] = option([], help="sources to build, when no `world` is given")
+    cleaning: CleaningConfig = option(CleaningConfig(), help="dedupe and k-core")
+    sequences: SequenceConfig = option(SequenceConfig(), help="sequence kinds, windows and the validation split")
+    tokens: TokenConfig = option(TokenConfig(), help="tokenizer and packing")
+    stop_after: str = option("tokens", help="last stage to produce: interactions, sequences or tokens")
+    max_reject_rate: float = option(0.05, help="fail when rejected records / records read passes this")
+    partitions: int = option(16, help="hash partitions of users; fixed, so outputs do not depend on the cluster")
+    task_cpus: float = option(1.0, help="CPUs per Ray task (fractions allowed)")
+    task_memory: str = option("", help="DuckDB memory limit per task, e.g. '2GB' ('' = DuckDB's default)")
+    progress_bars: bool = option(True, help="show Ray Data progress bars")
+
+    def validate(self) -> None:
+        if not self.out_dir:
+            raise CPRecError("out_dir is required (where the build writes its output)")
+        if self.world and self.sources:
+            raise CPRecError("give either `world` or `sources`, not both")
+        if not self.world and not self.sources:
+            raise CPRecError("nothing to build: set `world` (a world.json) or `sources`")
+        if self.stop_after not in STAGES:
+            raise CPRecError(f"stop_after must be one of {', '.join(STAGES)}, got {self.stop_after!r}")
+        if not 0.0 <= self.max_reject_rate <= 1.0:
+            raise CPRecError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate}")
+        if self.partitions < 1:
+            raise CPRecError(f"partitions must be >= 1, got {self.partitions}")
+        if self.task_cpus <= 0:
+            raise CPRecError(f"task_cpus must be > 0, got {self.task_cpus}")
+        for source in self.sources:
+            source.validate()
+        self.cleaning.validate()
+        self.sequences.validate()
+        self.tokens.validate()
+
+
+def resolve_sources(config: BuildConfig) -> list[SourceConfig]:
+    """The configured sources, or the `pretrain` sources of the world file (paths relative to it)."""
+    if not config.world:
+        return list(config.sources)
+    if not storage.exists(config.world):
+        raise CPRecError(f"world file not found: {config.world}")
+    fs, path = storage.filesystem(config.world)
+    with fs.open_input_stream(path) as stream:
+        try:
+            world = json.loads(stream.read())
+        except ValueError as exc:
+            raise CPRecError(f"world file {config.world} is not valid JSON: {exc}") from exc
+    if not isinstance(world, dict) or not isinstance(world.get("pretrain"), list) or not world["pretrain"]:
+        raise CPRecError(f"world file {config.world} has no `pretrain` sources")
+    base = config.world.rsplit("/", 1)[0] if "/" in config.world else "."
+    resolved = []
+    for entry in world["pretrain"]:
+        source = SourceConfig.from_dict(dict(entry))
+        if storage.is_local(source.path) and not os.path.isabs(storage.local_path(source.path)):
+            source.path = storage.join(base, source.path)
+        source.validate()
+        resolved.append(source)
+    return resolved
+
+
+def build(config: BuildConfig) -> str:
+    """Runs the build; returns the finished output directory (DESIGN.md §5 + core.schemas)."""
+    import ray
+
+    from cprec.core.raytools import init_ray
+
+    config.validate()
+    sources = resolve_sources(config)
+    init_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = config.progress_bars
+    with storage.atomic_output(config.out_dir) as staging:
+        _Build(config, sources, staging).run()
+    return config.out_dir
+
+
+# ------------------------------------------------------------------------------------ the driver
+
+
+class _Build:
+    def __init__(self, config: BuildConfig, sources: list[SourceConfig], out: str):
+        self.config = config
+        self.sources = sources
+        self.out = out
+        self.work = storage.join(out, "_work")
+        self.parts = range(config.partitions)
+        self.stats: dict[str, Any] = {
+            "template_version": template.TEMPLATE_VERSION,
+            "config": to_dict(config),
+            "sources": [to_dict(s) for s in sources],
+        }
+
+    def task(self, fn, num_returns: int = 1):
+        import ray
+
+        return ray.remote(fn).options(num_cpus=self.config.task_cpus, num_returns=num_returns)
+
+    def run(self) -> None:
+        import ray
+
+        c = self.config
+        threads, memory = max(1, math.floor(c.task_cpus)), c.task_memory
+        self.read_sources()
+        items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
+        cleaned = [
+            self.task(_clean_task, num_returns=2).remote(self.work, p, threads, memory) for p in self.parts
+        ]
+        clean_stats = _get([stats for stats, _ in cleaned])
+        reject_stats = _get(self.task(_rejects_task).remote(self.work, self.out, threads, memory))
+        self.account(items_stats, clean_stats, reject_stats)
+
+        survivors = self.kcore([distinct for _, distinct in cleaned], threads, memory)
+        final = [
+            self.task(_final_task, num_returns=2).remote(
+                self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory
+            )
+            for p in self.parts
+        ]
+        partition_stats = _get([stats for stats, _ in final])
+        item_counts = _get(
+            self.task(_items_file_task).remote(self.work, self.out, threads, memory, *[d for _, d in final])
+        )
+        self.summarize(partition_stats, item_counts)
+        if c.stop_after == "tokens":
+            self.tokenize()
+        files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(self.out, STATS_FILE))
+        files.remove(self.work)
+
+    def read_sources(self) -> None:
+        from cprec.data_prep import readers
+
+        events_uri, items_uri = storage.join(self.work, "events"), storage.join(self.work, "items_raw")
+        readers.read_events(self.sources).map_batches(
+            _tag_partition,
+            fn_kwargs={"partitions": self.config.partitions},
+            batch_format="pyarrow",
+            batch_size=EVENT_BATCH_ROWS,
+            num_cpus=self.config.task_cpus,
+        ).write_parquet(events_uri, partition_cols=["part"])
+        readers.read_items(self.sources).write_parquet(items_uri)
+        if not storage.exists(events_uri) or not storage.exists(items_uri):
+            what = "event" if not storage.exists(events_uri) else "item"
+            raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in self.sources)}")
+
+    def account(self, items_stats: dict, clean_stats: list[dict], reject_stats: dict) -> None:
+        """Records and rejects per file and domain; fails past the reject bound (rejects kept aside)."""
+        stats = _merged([items_stats, *clean_stats, reject_stats])
+        records = stats["records"]
+        records["total"] = sum(f["records"] for f in stats["files"].values())
+        records["rejected"] = sum(f.get("rejects", 0) for f in stats["files"].values())
+        records["reject_rate"] = records["rejected"] / records["total"] if records["total"] else 0.0
+        self.stats.update(stats)
+        if records["total"] == 0:
+            raise CPRecError(f"the sources hold no records: {', '.join(s.path for s in self.sources)}")
+        if records["reject_rate"] > self.config.max_reject_rate:
+            worst, counts = max(
+                stats["files"].items(), key=lambda kv: (kv[1].get("rejects", 0) / kv[1]["records"], kv[0])
+            )
+            aside = self.keep_rejects_aside()
+            raise CPRecError(
+                f"reject rate {records['reject_rate']:.2%} is above max_reject_rate={self.config.max_reject_rate:.2%}"
+                f"; worst file {worst} ({counts.get('rejects', 0)} of {counts['records']} records rejected); "
+                f"rejects and stats written to {aside}"
+            )
+        if stats["cleaning"]["events_after_dedupe"] == 0:
+            raise CPRecError(
+                "no events are left after cleaning: every event was rejected or skipped "
+                f"(reasons: {json.dumps({**stats.get('rejects', {}), **stats.get('skips', {})})})"
+            )
+
+    def keep_rejects_aside(self) -> str:
+        import pyarrow.fs as pafs
+
+        aside = self.config.out_dir.rstrip("/") + ".rejected"
+        files.remove(aside)
+        src_fs, src = storage.filesystem(storage.join(self.out, REJECTS_DIR))
+        dst_fs, dst = storage.filesystem(storage.join(aside, REJECTS_DIR))
+        dst_fs.create_dir(dst, recursive=True)
+        pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+        files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(aside, STATS_FILE))
+        return aside
+
+    def kcore(self, distinct_refs: list, threads: int, memory: str):
+        """Rounds of per-partition counts and a catalogue-sized reduce, until the item set is stable."""
+        import ray
+
+        c = self.config.cleaning
+        kcore_stats = {"k_users": c.k_users, "k_items": c.k_items, "per_domain": c.per_domain, "rounds": 0}
+        self.stats["cleaning"]["kcore"] = kcore_stats
+        if c.k_users == 0 and c.k_items == 0:
+            return None
+        items, size = self.task(_union_task, num_returns=2).remote(threads, memory, *distinct_refs)
+        size = _get(size)
+        kcore_stats["items_before"] = size
+        while True:
+            kcore_stats["rounds"] += 1
+            counts = [
+                self.task(_count_task).remote(self.work, p, items, c.k_users, c.per_domain, threads, memory)
+                for p in self.parts
+            ]
+            items, new_size = self.task(_survivors_task, num_returns=2).remote(c.k_items, threads, memory, *counts)
+            new_size = _get(new_size)
+            if new_size == size:
+                kcore_stats["items_after"] = size
+                return items
+            if kcore_stats["rounds"] >= c.max_rounds:
+                raise CPRecError(f"k-core did not reach a fixed point in cleaning.max_rounds={c.max_rounds} rounds")
+            size = new_size
+
+    def summarize(self, partition_stats: list[dict], item_counts: dict) -> None:
+        merged = _merged(partition_stats)
+        domains = self.stats.setdefault("domains", {})
+        for domain, counts in sorted(merged.pop("domains", {}).items()):
+            domains.setdefault(domain, {}).update(counts)
+        for domain, count in item_counts.items():
+            domains.setdefault(domain, {})["items"] = count
+        for counts in domains.values():
+            if "events_after_dedupe" in counts:
+                counts["kcore_removed_events"] = counts["events_after_dedupe"] - counts.get("events", 0)
+        self.stats.update(merged)
+        self.stats["kept"]["items"] = sum(item_counts.values())
+        if self.stats["kept"]["events"] == 0:
+            k = self.config.cleaning
+            raise CPRecError(
+                f"no events survive the k-core (cleaning.k_users={k.k_users}, cleaning.k_items={k.k_items}); "
+                "lower them or add data"
+            )
+
+    def tokenize(self) -> None:
+        import ray
+
+        c = self.config
+        threads, memory = max(1, math.floor(c.task_cpus)), c.task_memory
+        spec = _get(self.task(_tokenizer_task).remote(self.out, c.tokens))
+        items_uri = storage.join(self.out, ITEMS_FILE)
+        item_tokens_uri = storage.join(self.work, "item_tokens")
+        ray.data.read_parquet(items_uri).map_batches(
+            _tokenize_items, fn_kwargs={"spec": spec}, batch_format="pyarrow", num_cpus=c.task_cpus
+        ).write_parquet(item_tokens_uri)
+        spec_ref = ray.put(spec)
+        token_stats = _get(
+            [
+                self.task(_tokens_task).remote(
+                    self.work, self.out, p, c.partitions, spec_ref, c.sequences, c.tokens, threads, memory
+                )
+                for p in self.parts
+            ]
+        )
+        self.stats["tokenizer"] = {
+            "source": c.tokens.tokenizer or "byte-level BPE trained on the item texts",
+            "eos_id": spec.eos_id,
+            "pad_id": spec.pad_id,
+            "vocab_size": spec.vocab_size,
+        }
+        self.stats.update(_merged(token_stats))
+
+
+def _get(refs):
+    """ray.get, with a CPRecError raised inside a task re-raised as itself: one line, no remote traceback."""
+    import ray
+
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, CPRecError):
+            raise CPRecError(str(exc.cause)) from None
+        raise
+
+
+def _merged(parts: list[Mapping]) -> dict:
+    """Sum of nested count dicts."""
+    total: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, Mapping):
+                total[key] = _merged([total.get(key, {}), value])
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+# ---------------------------------------------------------------------- Ray Data batch functions
+
+
+def _tag_partition(batch: pa.Table, partitions: int) -> pa.Table:
+    con = cleaning.connect()
+    con.register("batch", batch)
+    return con.sql(
+        f"SELECT *, CASE WHEN status = 'ok' THEN {sequences.partition_expr('user_id', partitions)} "
+        "ELSE -1 END AS part FROM batch"
+    ).to_arrow_table()
+
+
+def _tokenize_items(batch: pa.Table, spec: tokens.TokenizerSpec) -> pa.Table:
+    return tokens.item_token_table(batch, spec)
+
+
+# -------------------------------------------------------------------------------- the Ray tasks
+# Each reads its inputs from the scratch directory, writes its outputs and returns counts (and,
+# where a later task needs them, catalogue-sized tables as object references the driver never gets).
+
+_EVENT_ROWS = pa.schema([*RAW_EVENTS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
+_ITEM_ROWS = pa.schema([*RAW_ITEMS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
+_DISTINCT = pa.schema([("item_id", pa.string())])
+
+
+def _partition_events(work: str, part: int) -> pa.Table:
+    return files.read_table(storage.join(work, "events", f"part={part}"), _EVENT_ROWS)
+
+
+def _file_counts(con, table_name: str, where: str = "TRUE") -> dict:
+    rows = con.sql(
+        f"SELECT source_file, count(*) FROM {table_name} WHERE {where} GROUP BY source_file"
+    ).fetchall()
+    return {source_file: {"records": n} for source_file, n in rows}
+
+
+def _domain_counts(con, sql: str, key: str) -> dict:
+    return {domain: {key: n} for domain, n in con.sql(sql).fetchall()}
+
+
+def _items_task(work: str, threads: int, memory: str) -> dict:
+    con = cleaning.connect(threads, memory)
+    raw = files.read_table(storage.join(work, "items_raw"), _ITEM_ROWS)
+    con.register("raw", raw)
+    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
+    catalogue, dropped = cleaning.dedupe_items(ok, con)
+    bad = con.sql(
+        "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
+    ).to_arrow_table()
+    files.write_table(catalogue, storage.join(work, "catalogue.parquet"))
+    files.write_table(pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", "items.parquet"))
+    con.register("catalogue", catalogue)
+    return {
+        "files": _file_counts(con, "raw"),
+        "records": {"items": raw.num_rows},
+        "domains": _merged(
+            [
+                _domain_counts(con, "SELECT domain, count(*) FROM raw WHERE status = 'ok' GROUP BY domain", "metadata_rows"),
+                _domain_counts(
+                    con, "SELECT domain, count(*) FROM catalogue WHERE text <> '' GROUP BY domain", "titled_items"
+                ),
+            ]
+        ),
+    }
+
+
+def _clean_task(work: str, part: int, threads: int, memory: str) -> tuple[dict, pa.Table]:
+    con = cleaning.connect(threads, memory)
+    events = _partition_events(work, part)
+    catalogue = files.read_table(storage.join(work, "catalogue.parquet"))
+    clean, dropped = cleaning.clean_events(events.select(RAW_EVENTS.names), catalogue, con)
+    files.write_table(clean, storage.join(work, "clean", f"part-{part:05d}.parquet"))
+    files.write_table(dropped, storage.join(work, "dropped", f"events-{part:05d}.parquet"))
+    con.register("events", events)
+    con.register("clean", clean)
+    stats = {
+        "files": _file_counts(con, "events"),
+        "records": {"events": events.num_rows},
+        "cleaning": {"events_after_dedupe": clean.num_rows},
+        "domains": _merged(
+            [
+                _domain_counts(con, "SELECT domain, count(*) FROM events GROUP BY domain", "raw_events"),
+                _domain_counts(con, "SELECT domain, count(*) FROM clean GROUP BY domain", "events_after_dedupe"),
+            ]
+        ),
+    }
+    return stats, cleaning.distinct_items(clean, con)
+
+
+def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:
+    """All rejects and skips, sorted, into rejects/; counts by reason, domain and file."""
+    con = cleaning.connect(threads, memory)
+    unparsed = _partition_events(work, -1)
+    dropped = files.read_table(storage.join(work, "dropped"), cleaning.DROPPED)
+    con.register("unparsed", unparsed)
+    con.register("dropped", dropped)
+    table = con.sql(
+        """
+        SELECT source_file, line, reason, record, status, domain FROM (
+          SELECT source_file, line, reason, record, status, domain FROM unparsed
+          UNION ALL SELECT * FROM dropped
+        ) ORDER BY source_file, line, reason
+        """
+    ).to_arrow_table().cast(cleaning.DROPPED)
+    files.write_table(table, storage.join(out, REJECTS_DIR, "part-00000.parquet"))
+    con.register("all_dropped", table)
+    stats: dict = {"files": _file_counts(con, "unparsed"), "records": {"events": unparsed.num_rows}}
+    by_reason = con.sql(
+        "SELECT status, reason, coalesce(domain, '(unknown)'), count(*) FROM all_dropped GROUP BY ALL"
+    ).fetchall()
+    for status, reason, domain, n in by_reason:
+        plural = "rejects" if status == "reject" else "skips"
+        for scope in (stats.setdefault(plural, {}), stats.setdefault("domains", {}).setdefault(domain, {}).setdefault(plural, {})):
+            scope[reason] = scope.get(reason, 0) + n
+    for source_file, n in con.sql(
+        "SELECT source_file, count(*) FROM all_dropped WHERE status = 'reject' GROUP BY source_file"
+    ).fetchall():
+        stats["files"].setdefault(source_file, {"records": 0})["rejects"] = n
+    return stats
+
+
+def _union_task(threads: int, memory: str, *distinct: pa.Table) -> tuple[pa.Table, int]:
+    con = cleaning.connect(threads, memory)
+    items = cleaning.distinct_items(pa.concat_tables([d.cast(_DISTINCT) for d in distinct]), con)
+    return items, items.num_rows
+
+
+def _count_task(work: str, part: int, items: pa.Table, k_users: int, per_domain: bool, threads: int, memory: str):
+    clean = files.read_table(storage.join(work, "clean", f"part-{part:05d}.parquet"))
+    return cleaning.item_user_counts(clean, items, k_users, per_domain, cleaning.connect(threads, memory))
+
+
+def _survivors_task(k_items: int, threads: int, memory: str, *counts: pa.Table) -> tuple[pa.Table, int]:
+    items = cleaning.surviving_items(list(counts), k_items, cleaning.connect(threads, memory))
+    return items, items.num_rows
+
+
+def _final_task(
+    work: str,
+    out: str,
+    part: int,
+    items: pa.Table | None,
+    cleaning_config: CleaningConfig,
+    sequence_config: SequenceConfig,
+    stop_after: str,
+    threads: int,
+    memory: str,
+) -> tuple[dict, pa.Table]:
+    """The partition's k-core survivors as interactions/, and its sequences/."""
+    con = cleaning.connect(threads, memory)
+    clean = files.read_table(storage.join(work, "clean", f"part-{part:05d}.parquet"))
+    kept = cleaning.kcore_events(clean, items, cleaning_config.k_users, cleaning_config.per_domain, con)
+    files.write_table(kept, storage.join(out, INTERACTIONS_DIR, f"part-{part:05d}.parquet"))
+    con.register("kept", kept)
+    stats: dict = {
+        "kept": {
+            "events": kept.num_rows,
+            "users": con.sql("SELECT count(DISTINCT user_id) FROM kept").fetchall()[0][0],
+        },
+        "domains": _merged(
+            [
+                _domain_counts(con, "SELECT domain, count(*) FROM kept GROUP BY domain", "events"),
+                _domain_counts(con, "SELECT domain, count(DISTINCT user_id) FROM kept GROUP BY domain", "users"),
+            ]
+        ),
+    }
+    if stop_after != "interactions":
+        catalogue = files.read_table(storage.join(work, "catalogue.parquet"))
+        seqs = sequences.build_sequences(kept, catalogue.select(["item_id", "text"]), sequence_config, con)
+        files.write_table(seqs, storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
+        con.register("seqs", seqs)
+        counts: dict = {}
+        for kind, split, domain, n, n_items in con.sql(
+            "SELECT kind, split, domain, count(*), sum(len(item_ids)) FROM seqs GROUP BY ALL"
+        ).fetchall():
+            counts.setdefault(kind, {}).setdefault(split, 0)
+            counts[kind][split] += n
+            stats["domains"].setdefault(domain, {}).setdefault("sequences", {})[kind] = n
+            stats["domains"][domain].setdefault("sequence_items", {})[kind] = int(n_items)
+        stats["sequences"] = counts
+    return stats, cleaning.distinct_items(kept, con)
+
+
+def _items_file_task(work: str, out: str, threads: int, memory: str, *distinct: pa.Table) -> dict:
+    """items.parquet: the catalogue rows of the items that kept at least one interaction."""
+    con = cleaning.connect(threads, memory)
+    con.register("kept_items", pa.concat_tables([d.cast(_DISTINCT) for d in distinct]))
+    con.register("catalogue", files.read_table(storage.join(work, "catalogue.parquet")))
+    items = con.sql(
+        "SELECT item_id, domain, text FROM catalogue WHERE item_id IN (SELECT item_id FROM kept_items) "
+        "ORDER BY item_id"
+    ).to_arrow_table().cast(ITEMS)
+    files.write_table(items, storage.join(out, ITEMS_FILE))
+    return dict(con.sql("SELECT domain, count(*) FROM items GROUP BY domain ORDER BY domain").fetchall())
+
+
+def _tokenizer_task(out: str, config: TokenConfig) -> tokens.TokenizerSpec:
+    items = files.read_table(storage.join(out, ITEMS_FILE))
+    if config.tokenizer:
+        tokenizer = tokens.load_tokenizer(config.tokenizer)
+    else:
+        domains = sorted(set(items["domain"].to_pylist()))
+        headers = [template.header(k, d) for d in domains for k in ("domain", "catalog")]
+        headers.append(template.header("mixed", template.MIXED_DOMAIN))
+        texts = headers + [template.continuation(t) for t in items["text"].to_pylist()]
+        tokenizer = tokens.train_tokenizer(texts, config.vocab_size)
+    tokens.save_tokenizer(tokenizer, storage.join(out, TOKENIZER_DIR))
+    return tokens.TokenizerSpec.of(tokenizer)
+
+
+def _tokens_task(
+    work: str,
+    out: str,
+    part: int,
+    partitions: int,
+    spec: tokens.TokenizerSpec,
+    sequence_config: SequenceConfig,
+    token_config: TokenConfig,
+    threads: int,
+    memory: str,
+) -> dict:
+    """The partition's documents (its users' sequences and its hash share of the catalogue), packed."""
+    con = cleaning.connect(threads, memory)
+    seqs = files.read_table(storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
+    items = files.read_table(storage.join(out, ITEMS_FILE))
+    item_tokens = files.read_table(storage.join(work, "item_tokens"))
+    groups = [seqs.select(["kind", "domain", "item_ids", "split", "text"])]
+    if sequence_config.catalog:
+        con.register("items", items)
+        own = con.sql(
+            f"SELECT item_id, domain FROM items WHERE {sequences.partition_expr('item_id', partitions)} = {part}"
+        ).to_arrow_table()
+        groups.append(sequences.catalog_documents(own, sequence_config, con))
+    item_text: dict[str, str] = {}
+
+    def texts_of(docs: pa.Table) -> list[str]:
+        if "text" in docs.column_names:
+            return docs["text"].to_pylist()
+        if not item_text:
+            item_text.update(zip(items["item_id"].to_pylist(), items["text"].to_pylist()))
+        return [
+            template.document(kind, domain, [item_text[i] for i in ids])
+            for kind, domain, ids in zip(*(docs[c].to_pylist() for c in ("kind", "domain", "item_ids")))
+        ]
+
+    stats: dict = {"tokens": {}, "tokenization": {"fallback_documents": 0}}
+    for table in groups:
+        con.register("docs", table)
+        keys = con.sql("SELECT DISTINCT kind, domain FROM docs ORDER BY ALL").fetchall()
+        header_ids = tokens.header_token_ids(spec, keys)
+        for split, kind in con.sql("SELECT DISTINCT split, kind FROM docs ORDER BY ALL").fetchall():
+            docs = table.filter(pc.and_(pc.equal(table["split"], split), pc.equal(table["kind"], kind)))
+            values, offsets = tokens.assemble_documents(docs, item_tokens, spec, header_ids)
+            sample = docs.slice(0, token_config.check_documents)
+            if sample.num_rows and not tokens.documents_agree(values, offsets, texts_of(sample), spec):
+                # the tokenizer merges across the item separator: tokenize every document whole
+                values, offsets = tokens.encode_documents(texts_of(docs), spec)
+                stats["tokenization"]["fallback_documents"] += docs.num_rows
+            packed = tokens.pack(values, offsets, token_config.block_len, spec.pad_id)
+            files.write_table(packed, storage.join(out, TOKENS_DIR, split, kind, f"part-{part:05d}.parquet"))
+            counts = tokens.token_stats(packed)
+            counts["documents"] = docs.num_rows
+            stats["tokens"].setdefault(split, {})[kind] = counts
+    return stats

@@ -1,0 +1,337 @@
+"""End-to-end builds through local Ray: the output contract field by field, determinism, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cprec.core import template
+from cprec.core.config import load_config
+from cprec.core.errors import CPRecError
+from cprec.core.schemas import INTERACTIONS, ITEMS, SEQUENCES, TOKENS
+from cprec.data_prep import cleaning
+from cprec.data_prep.build import BuildConfig, build
+
+from amazon_fixture import DOMAINS, write_world
+
+BLOCK = 64
+
+
+def config(src: Path, out: Path, *overrides: str) -> BuildConfig:
+    return load_config(
+        BuildConfig,
+        overrides=[
+            f"out_dir={out}",
+            f"sources=[{{format: amazon2023, path: '{src}'}}]",
+            "partitions=3",
+            "task_cpus=0.5",
+            "progress_bars=false",
+            "cleaning.k_users=4",
+            "cleaning.k_items=4",
+            "sequences.max_items=4",
+            "sequences.valid_fraction=0.2",
+            "sequences.catalog_items=5",
+            "tokens.vocab_size=400",
+            f"tokens.block_len={BLOCK}",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    src = write_world(tmp_path_factory.mktemp("world") / "src")
+    # one sparse user and one rare item, so that the k-core has something to remove
+    with open(src / "Books.jsonl", "a") as f:
+        for n, item in enumerate(["BO0000", "BO0001"]):
+            f.write(json.dumps({"user_id": "SPARSE", "parent_asin": item, "timestamp": 1_700_000_000_000 + n}) + "\n")
+    with open(src / "meta_Books.jsonl", "a") as f:
+        f.write(json.dumps({"parent_asin": "RARE", "title": "Rare book"}) + "\n")
+    with open(src / "Books.jsonl", "a") as f:
+        f.write(json.dumps({"user_id": "U001", "parent_asin": "RARE", "timestamp": 1_700_000_000_000}) + "\n")
+    return src
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory, ray_local):
+    out = tmp_path_factory.mktemp("build") / "out"
+    assert build(config(world, out)) == str(out)
+    return out
+
+
+def read(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def read_dir(path: Path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in sorted(path.glob("part-*.parquet"))])
+
+
+def source_events(world: Path) -> list[dict]:
+    rows = []
+    for domain in DOMAINS:
+        for line in (world / f"{domain}.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            rows.append((record["user_id"], record["parent_asin"], domain, record["timestamp"]))
+    return rows
+
+
+def test_output_layout(built):
+    names = {p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()}
+    assert {"_SUCCESS", "items.parquet", "stats.json", "rejects/part-00000.parquet"} <= names
+    assert {f"interactions/part-0000{p}.parquet" for p in range(3)} <= names
+    assert {f"sequences/part-0000{p}.parquet" for p in range(3)} <= names
+    assert not any(n.startswith("_work") for n in names)
+    kinds = {tuple(n.split("/")[1:3]) for n in names if n.startswith("tokens/")}
+    assert kinds == {(s, k) for s in ("train", "valid") for k in ("domain", "mixed", "catalog")}
+
+
+def test_interactions_are_the_k_core_of_the_deduplicated_events(built, world):
+    interactions = read_dir(built / "interactions")
+    assert interactions.schema == INTERACTIONS
+    pairs = {(u, i) for u, i, _, _ in source_events(world)}
+    k = 4
+    while True:  # reference k-core over the all-domain graph
+        users, items = {}, {}
+        for u, i in pairs:
+            users[u] = users.get(u, 0) + 1
+            items[i] = items.get(i, 0) + 1
+        kept = {(u, i) for u, i in pairs if users[u] >= k and items[i] >= k}
+        if kept == pairs:
+            break
+        pairs = kept
+    got = list(zip(interactions["user_id"].to_pylist(), interactions["item_id"].to_pylist()))
+    assert len(got) == len(set(got)) and set(got) == pairs
+    assert "SPARSE" not in {u for u, _ in got} and "RARE" not in {i for _, i in got}
+    for part in sorted((built / "interactions").glob("*.parquet")):
+        rows = read(part).to_pylist()
+        keys = [(r["user_id"], r["timestamp"], r["item_id"]) for r in rows]
+        assert keys == sorted(keys)
+
+
+def test_items_file(built, world):
+    items = read(built / "items.parquet")
+    assert items.schema == ITEMS
+    assert items["item_id"].to_pylist() == sorted(items["item_id"].to_pylist())
+    meta = {}
+    for domain in DOMAINS:
+        for line in (world / f"meta_{domain}.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            meta.setdefault(r["parent_asin"], template.item_text(domain, r["title"], r.get("store"), (r.get("categories") or [None])[-1]))
+    assert {i: t for i, t in zip(items["item_id"].to_pylist(), items["text"].to_pylist())} == {
+        i: meta[i] for i in items["item_id"].to_pylist()
+    }
+    assert set(items["item_id"].to_pylist()) == set(read_dir(built / "interactions")["item_id"].to_pylist())
+
+
+def test_sequences_rebuild_each_users_history(built):
+    seqs = read_dir(built / "sequences")
+    assert seqs.schema == SEQUENCES
+    interactions = read_dir(built / "interactions").to_pylist()
+    texts = dict(zip(*(read(built / "items.parquet")[c].to_pylist() for c in ("item_id", "text"))))
+    history: dict = {}
+    for r in sorted(interactions, key=lambda r: (r["user_id"], r["timestamp"], r["item_id"])):
+        history.setdefault((r["user_id"], "domain", r["domain"]), []).append((r["item_id"], r["timestamp"]))
+        history.setdefault((r["user_id"], "mixed", "all"), []).append((r["item_id"], r["timestamp"]))
+    rebuilt: dict = {}
+    splits: dict = {}
+    for row in seqs.to_pylist():
+        assert 2 <= len(row["item_ids"]) <= 4
+        assert row["text"] == template.document(row["kind"], row["domain"], [texts[i] for i in row["item_ids"]])
+        rebuilt.setdefault((row["user_id"], row["kind"], row["domain"]), []).extend(zip(row["item_ids"], row["timestamps"]))
+        splits.setdefault(row["user_id"], set()).add(row["split"])
+    multi_domain = {u for (u, kind, _), h in history.items() if kind == "domain"}
+    for key, events in history.items():
+        domains_of_user = {d for (u, k, d) in history if u == key[0] and k == "domain"}
+        if key[1] == "mixed" and len(domains_of_user) < 2:
+            assert key not in rebuilt
+        elif len(events) >= 2:
+            assert rebuilt[key] == events  # windows cover the whole history, in order
+    assert all(len(s) == 1 for s in splits.values())  # a user is wholly train or wholly valid
+    assert {"train", "valid"} == set().union(*splits.values()) and multi_domain
+
+
+def documents_from_tokens(directory: Path, eos: int, pad: int) -> list[list[int]]:
+    table = read_dir(directory)
+    assert table.schema == TOKENS
+    ids = np.array(table["input_ids"].to_pylist())
+    docs = np.array(table["document_ids"].to_pylist())
+    pos = np.array(table["position_ids"].to_pylist())
+    assert ids.shape[1] == BLOCK
+    for b in range(len(ids)):
+        real = docs[b] >= 0
+        assert not (~real[:-1] & real[1:]).any() and (ids[b][~real] == pad).all()
+        for d in range(docs[b].max() + 1):
+            assert pos[b][docs[b] == d].tolist() == list(range((docs[b] == d).sum()))
+    stream = ids[docs >= 0].tolist()
+    out, current = [], []
+    for token in stream:
+        current.append(token)
+        if token == eos:
+            out.append(current)
+            current = []
+    assert current == []
+    return out
+
+
+def test_tokens_decode_to_the_documents(built):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(built / "tokenizer"))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    assert eos is not None and pad is not None and eos != pad
+    seqs = read_dir(built / "sequences")
+    items = read(built / "items.parquet")
+    texts = dict(zip(items["item_id"].to_pylist(), items["text"].to_pylist()))
+    catalogued = []
+    for split in ("train", "valid"):
+        for kind in ("domain", "mixed"):
+            expected = [r["text"] for r in seqs.to_pylist() if r["split"] == split and r["kind"] == kind]
+            got = documents_from_tokens(built / "tokens" / split / kind, eos, pad)
+            assert [tokenizer.decode(d[:-1]) for d in got] == expected
+            assert got[0] == tokenizer(expected[0], add_special_tokens=False)["input_ids"] + [eos]
+        for doc in documents_from_tokens(built / "tokens" / split / "catalog", eos, pad):
+            lines = tokenizer.decode(doc[:-1]).split(template.ITEM_SEPARATOR)
+            assert lines[0].startswith("Catalogue of ")
+            catalogued += lines[1:]
+    assert sorted(catalogued) == sorted(texts.values())
+
+
+def test_stats_count_every_stage(built, world):
+    stats = json.loads((built / "stats.json").read_text())
+    interactions = read_dir(built / "interactions")
+    seqs = read_dir(built / "sequences")
+    n_events = len(source_events(world))
+    assert stats["template_version"] == template.TEMPLATE_VERSION
+    assert stats["config"]["cleaning"]["k_users"] == 4
+    assert stats["records"] == {
+        "events": n_events,
+        "items": 3 * 12 + 1,
+        "total": n_events + 37,
+        "rejected": 0,
+        "reject_rate": 0.0,
+    }
+    assert sorted(stats["files"]) == sorted(str(world / f"{p}{d}.jsonl") for d in DOMAINS for p in ("", "meta_"))
+    assert stats["kept"] == {
+        "events": interactions.num_rows,
+        "users": len(set(interactions["user_id"].to_pylist())),
+        "items": read(built / "items.parquet").num_rows,
+    }
+    books = stats["domains"]["Books"]
+    assert books["raw_events"] == sum(1 for e in source_events(world) if e[2] == "Books")
+    assert books["events"] == sum(1 for d in interactions["domain"].to_pylist() if d == "Books")
+    assert books["kcore_removed_events"] == books["events_after_dedupe"] - books["events"] == 3
+    assert stats["cleaning"]["kcore"]["rounds"] >= 2
+    for kind in ("domain", "mixed"):
+        for split in ("train", "valid"):
+            n = sum(1 for r in seqs.to_pylist() if r["kind"] == kind and r["split"] == split)
+            assert stats["sequences"][kind][split] == n == stats["tokens"][split][kind]["documents"]
+    assert stats["tokenization"]["fallback_documents"] == 0
+    train_domain = read_dir(built / "tokens/train/domain")
+    assert stats["tokens"]["train"]["domain"]["blocks"] == train_domain.num_rows
+
+
+def test_rebuild_gives_identical_bytes(built, world, tmp_path):
+    again = tmp_path / "again"
+    build(config(world, again))
+
+    def digests(root: Path) -> dict:
+        return {
+            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "stats.json"
+        }
+
+    assert digests(again) == digests(built)
+    stats = [json.loads((root / "stats.json").read_text()) for root in (built, again)]
+    stats[1]["config"]["out_dir"] = stats[0]["config"]["out_dir"]
+    assert stats[0] == stats[1]
+
+
+def corrupt(world: Path, into: Path) -> dict[int, str]:
+    """A copy of the world with one bad line of each kind appended to Books.jsonl: line -> reason."""
+    import shutil
+
+    shutil.copytree(world, into)
+    books = into / "Books.jsonl"
+    good = json.loads(books.read_text().splitlines()[0])
+    bad = [
+        (b'{"user_id": "U001", "parent_asin": ', "malformed_json"),
+        (json.dumps({"parent_asin": good["parent_asin"], "timestamp": good["timestamp"]}).encode(), "missing_field:user_id"),
+        (json.dumps({**good, "timestamp": "yesterday"}).encode(), "mistyped_field:timestamp"),
+        (json.dumps({**good, "user_id": "U\xe9"}).encode("utf-8").replace(b"\\u00e9", b"\xe9\xff"), "non_utf8"),
+        (json.dumps({**good, "parent_asin": "NO_SUCH_ITEM"}).encode(), cleaning.UNKNOWN_ITEM),
+        (json.dumps({**good, "timestamp": 12}).encode(), "impossible_timestamp"),
+        (json.dumps(good).encode(), cleaning.DUPLICATE_EVENT),
+    ]
+    first = len(books.read_bytes().splitlines()) + 1
+    with open(books, "ab") as f:
+        for line, _ in bad:
+            f.write(line + b"\n")
+    return {first + n: reason for n, (_, reason) in enumerate(bad)}
+
+
+def test_bad_input_is_rejected_line_by_line(world, tmp_path, ray_local):
+    expected = corrupt(world, tmp_path / "src")
+    out = tmp_path / "out"
+    build(config(tmp_path / "src", out, "stop_after=sequences"))
+    rejects = read(out / "rejects/part-00000.parquet")
+    books = str(tmp_path / "src" / "Books.jsonl")
+    got = {
+        r["line"]: r["reason"]
+        for r in rejects.to_pylist()
+        if r["source_file"] == books and r["line"] >= min(expected)
+    }
+    assert got == expected
+    statuses = {r["line"]: r["status"] for r in rejects.to_pylist() if r["source_file"] == books}
+    assert statuses[min(expected) + 6] == "skip" and statuses[min(expected)] == "reject"
+    assert all(r["record"] for r in rejects.to_pylist())
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["records"]["rejected"] == 6
+    assert stats["rejects"] == {r: 1 for r in expected.values() if r != cleaning.DUPLICATE_EVENT}
+    assert stats["domains"]["Books"]["rejects"][cleaning.UNKNOWN_ITEM] == 1
+    assert stats["files"][books]["rejects"] == 6
+    assert not (out / "tokens").exists() and (out / "sequences").exists()
+
+
+def test_reject_rate_above_the_bound_fails_naming_the_worst_file(world, tmp_path, ray_local):
+    corrupt(world, tmp_path / "src")
+    out = tmp_path / "out"
+    with pytest.raises(CPRecError, match=r"max_reject_rate=0\.10%.*worst file .*Books\.jsonl \(6 of \d+ records") as exc:
+        build(config(tmp_path / "src", out, "max_reject_rate=0.001"))
+    aside = tmp_path / "out.rejected"
+    assert str(aside) in str(exc.value)
+    assert not out.exists()
+    assert read(aside / "rejects/part-00000.parquet").num_rows >= 7
+    assert json.loads((aside / "stats.json").read_text())["records"]["rejected"] == 6
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sequences.min_items=5", "sequences.max_items=3"], "min_items"),
+        (["world=x.json"], "either `world` or `sources`"),
+        (["stop_after=everything"], "stop_after"),
+        (["sources=[{format: amazon2023, path: /nonexistent/dir}]"], "/nonexistent/dir"),
+    ],
+)
+def test_bad_options_and_paths_are_one_line_errors(tmp_path, overrides, message, ray_local):
+    with pytest.raises(CPRecError, match=message) as exc:
+        build(config(tmp_path, tmp_path / "out", *overrides))
+    assert "\n" not in str(exc.value)
+
+
+def test_empty_sources_are_a_clear_error(tmp_path, ray_local):
+    src = tmp_path / "src"
+    src.mkdir()
+    for domain in DOMAINS[:1]:
+        (src / f"{domain}.jsonl").write_text("")
+        (src / f"meta_{domain}.jsonl").write_text("")
+    with pytest.raises(CPRecError, match="no .*records"):
+        build(config(src, tmp_path / "out"))
