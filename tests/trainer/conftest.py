@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from cprec.core import template
 from cprec.core.schemas import SUCCESS_MARKER, TOKENS
 
@@ -105,3 +104,9 @@ def token_build(tmp_path_factory) -> Path:
         ("valid", "mixed"): 20,
     }
     return write_build(tmp_path_factory.mktemp("build"), counts)
+
+
+@pytest.fixture(scope="session")
+def make_build():
+    """write_build(root, {(split, kind): documents}) for tests that need another layout."""
+    return write_build

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow.parquet as pq
-
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKEN_KINDS, TOKENS_DIR
@@ -99,7 +98,7 @@ class DataPlan:
         cumulative = {p: np.cumsum(self.probs[p]) for p in PHASES}
         step = start
         while step < stop:
-            block, first = divmod(step, DRAW_BLOCK)
+            block = step // DRAW_BLOCK
             end = min(stop, (block + 1) * DRAW_BLOCK)
             uniform = np.random.default_rng([self.seed, rank, block]).random((DRAW_BLOCK, self.slots))
             for i in range(step, end):
@@ -227,6 +226,8 @@ def unit_dataset(descriptors: list[dict]):
     dataset = ray.data.from_items(descriptors, override_num_blocks=max(1, len(descriptors)))
     dataset = dataset.map_batches(read_units, batch_size=1, batch_format="numpy", num_cpus=0.25)
     dataset.context.execution_options.preserve_order = True
+    dataset.context.enable_progress_bars = False
+    dataset.context.print_on_execution_start = False
     return dataset
 
 
@@ -287,7 +288,7 @@ class KindStream:
     """One worker's rows of one kind, from its exact position on, as torch tensors."""
 
     def __init__(self, shard, position: tuple[int, int], batch_rows: int):
-        self.batches = shard.iter_torch_batches(batch_size=batch_rows, prefetch_batches=1)
+        self.batches = iter(shard.iter_torch_batches(batch_size=batch_rows, prefetch_batches=1))
         self.position = position
         self.buffer: list[dict] = []
         self.started = False

@@ -8,12 +8,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKENIZER_DIR
 from cprec.trainer.config import TinyModelConfig, TrainConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import get_wsd_schedule
-
 from cprec.trainer.config import PHASES, ScheduleConfig
+from transformers import get_wsd_schedule
 
 
 def phase_steps(total: int, config: ScheduleConfig) -> tuple[int, int, int]:
