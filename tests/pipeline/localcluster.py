@@ -1,0 +1,137 @@
+"""A real multi-node Ray cluster on this machine, for job-submission and multi-node tests.
+
+Each node is `ray start --block` in its own process group, on 127.0.0.1, with its own ports, temp
+dir and token; stopping the cluster ends exactly those process groups and never touches another
+Ray on the machine (unlike `ray stop`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalRayCluster:
+    """`with LocalRayCluster(nodes=[{"CPU": 2}]) as cluster:` -> cluster.address, cluster.dashboard_url."""
+
+    def __init__(self, nodes: list[dict], dashboard: bool = True, start_timeout: float = 120.0):
+        self.nodes = nodes
+        self.dashboard = dashboard
+        self.start_timeout = start_timeout
+        self.temp_root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        token_file = self.temp_root / "auth_token"
+        token_file.write_text(os.urandom(16).hex())
+        # Token authentication stays on; clients and nodes find the token where Ray documents it.
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token_file),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        self.env.pop("RAY_ADDRESS", None)
+        self.processes: list[subprocess.Popen] = []
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _start_node(self, index: int, resources: dict) -> None:
+        resources = dict(resources)
+        cpus = resources.pop("CPU", 1)
+        args = [
+            RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+            f"--resources={json.dumps(resources)}",
+            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+        ]
+        if index == 0:
+            args += [
+                "--head", f"--port={self.gcs_port}", f"--temp-dir={self.temp_root / 'ray'}",
+                f"--ray-client-server-port={free_port()}",
+                f"--include-dashboard={str(self.dashboard).lower()}",
+                "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+            ]
+        else:
+            args += [f"--address={self.address}"]
+        log = open(self.temp_root / f"node{index}.log", "w")
+        self.processes.append(
+            subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+
+    def _wait_for_nodes(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        probe = (
+            "import ray; ray.init(address='{a}', logging_level='ERROR');"
+            "print(sum(1 for n in ray.nodes() if n['Alive']))"
+        ).format(a=self.address)
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a Ray node exited early; see {self.temp_root}/node*.log")
+            result = subprocess.run(
+                [sys.executable, "-c", probe], env=self.env, capture_output=True, text=True, timeout=60
+            )
+            if result.returncode == 0 and result.stdout.strip().splitlines()[-1:] == [str(len(self.nodes))]:
+                if not self.dashboard or self._dashboard_up():
+                    return
+            time.sleep(2)
+        raise TimeoutError(f"Ray cluster did not come up; see {self.temp_root}/node*.log")
+
+    def _dashboard_up(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=5)
+            return True
+        except urllib.error.HTTPError:
+            return True  # answered (401 without a token): it is up
+        except OSError:
+            return False
+
+    def __enter__(self) -> LocalRayCluster:
+        self._start_node(0, self.nodes[0])
+        time.sleep(3)
+        for index, resources in enumerate(self.nodes[1:], start=1):
+            self._start_node(index, resources)
+        try:
+            self._wait_for_nodes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
