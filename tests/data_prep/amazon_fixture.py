@@ -16,9 +16,7 @@ def write_world(root: Path, users: int = 40, items: int = 12, seed: int = 0) -> 
     root.mkdir(parents=True, exist_ok=True)
     for d, domain in enumerate(DOMAINS):
         with open(root / f"meta_{domain}.jsonl", "w") as meta:
-            for i in range(items):
-                meta.write(
-                    json.dumps(
+            meta.writelines(json.dumps(
                         {
                             "parent_asin": f"{domain[:2].upper()}{i:04d}",
                             "title": f"{rng.choice(['Red', 'Blue', 'Green'])} {domain.split('_')[0].lower()} thing {i}",
@@ -27,15 +25,12 @@ def write_world(root: Path, users: int = 40, items: int = 12, seed: int = 0) -> 
                             "main_category": domain,
                         }
                     )
-                    + "\n"
-                )
+                    + "\n" for i in range(items))
         with open(root / f"{domain}.jsonl", "w") as events:
             for u in range(users):
                 if (u + d) % 5 == 0:  # each user skips one domain in five
                     continue
-                for n, i in enumerate(rng.sample(range(items), 6)):
-                    events.write(
-                        json.dumps(
+                events.writelines(json.dumps(
                             {
                                 "user_id": f"U{u:03d}",
                                 "parent_asin": f"{domain[:2].upper()}{i:04d}",
@@ -45,6 +40,5 @@ def write_world(root: Path, users: int = 40, items: int = 12, seed: int = 0) -> 
                                 "text": "fine",
                             }
                         )
-                        + "\n"
-                    )
+                        + "\n" for n, i in enumerate(rng.sample(range(items), 6)))
     return root

@@ -10,15 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
+from amazon_fixture import DOMAINS, write_world
 from cprec.core import template
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import INTERACTIONS, ITEMS, SEQUENCES, TOKENS
 from cprec.data_prep import cleaning
 from cprec.data_prep.build import BuildConfig, build
-
-from amazon_fixture import DOMAINS, write_world
 
 BLOCK = 64
 
@@ -49,8 +47,7 @@ def world(tmp_path_factory):
     src = write_world(tmp_path_factory.mktemp("world") / "src")
     # one sparse user and one rare item, so that the k-core has something to remove
     with open(src / "Books.jsonl", "a") as f:
-        for n, item in enumerate(["BO0000", "BO0001"]):
-            f.write(json.dumps({"user_id": "SPARSE", "parent_asin": item, "timestamp": 1_700_000_000_000 + n}) + "\n")
+        f.writelines(json.dumps({"user_id": "SPARSE", "parent_asin": item, "timestamp": 1_700_000_000_000 + n}) + "\n" for n, item in enumerate(["BO0000", "BO0001"]))
     with open(src / "meta_Books.jsonl", "a") as f:
         f.write(json.dumps({"parent_asin": "RARE", "title": "Rare book"}) + "\n")
     with open(src / "Books.jsonl", "a") as f:
@@ -272,8 +269,7 @@ def corrupt(world: Path, into: Path) -> dict[int, str]:
     ]
     first = len(books.read_bytes().splitlines()) + 1
     with open(books, "ab") as f:
-        for line, _ in bad:
-            f.write(line + b"\n")
+        f.writelines(line + b"\n" for line, _ in bad)
     return {first + n: reason for n, (_, reason) in enumerate(bad)}
 
 

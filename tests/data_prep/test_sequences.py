@@ -1,6 +1,5 @@
 import pyarrow as pa
 import pytest
-
 from cprec.core import template
 from cprec.core.schemas import INTERACTIONS, SEQUENCES
 from cprec.data_prep.cleaning import connect

@@ -27,19 +27,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from cprec.core import storage, template
 from cprec.core.config import option, to_dict
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import (
-    INTERACTIONS,
     INTERACTIONS_DIR,
     ITEMS,
     ITEMS_FILE,
     RAW_EVENTS,
     RAW_ITEMS,
     REJECTS_DIR,
-    SEQUENCES,
     SEQUENCES_DIR,
     STATS_FILE,
     TOKENIZER_DIR,
@@ -118,7 +115,6 @@ def resolve_sources(config: BuildConfig) -> list[SourceConfig]:
 def build(config: BuildConfig) -> str:
     """Runs the build; returns the finished output directory (DESIGN.md §5 + core.schemas)."""
     import ray
-
     from cprec.core.raytools import init_ray
 
     config.validate()
@@ -140,6 +136,8 @@ class _Build:
         self.out = out
         self.work = storage.join(out, "_work")
         self.parts = range(config.partitions)
+        self.threads = max(1, math.floor(config.task_cpus))  # DuckDB threads inside one task
+        self.memory = config.task_memory
         self.stats: dict[str, Any] = {
             "template_version": template.TEMPLATE_VERSION,
             "config": to_dict(config),
@@ -152,10 +150,7 @@ class _Build:
         return ray.remote(fn).options(num_cpus=self.config.task_cpus, num_returns=num_returns)
 
     def run(self) -> None:
-        import ray
-
-        c = self.config
-        threads, memory = max(1, math.floor(c.task_cpus)), c.task_memory
+        c, threads, memory = self.config, self.threads, self.memory
         self.read_sources()
         items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
         cleaned = [
@@ -165,7 +160,7 @@ class _Build:
         reject_stats = _get(self.task(_rejects_task).remote(self.work, self.out, threads, memory))
         self.account(items_stats, clean_stats, reject_stats)
 
-        survivors = self.kcore([distinct for _, distinct in cleaned], threads, memory)
+        survivors = self.kcore([distinct for _, distinct in cleaned])
         final = [
             self.task(_final_task, num_returns=2).remote(
                 self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory
@@ -236,11 +231,9 @@ class _Build:
         files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(aside, STATS_FILE))
         return aside
 
-    def kcore(self, distinct_refs: list, threads: int, memory: str):
+    def kcore(self, distinct_refs: list):
         """Rounds of per-partition counts and a catalogue-sized reduce, until the item set is stable."""
-        import ray
-
-        c = self.config.cleaning
+        c, threads, memory = self.config.cleaning, self.threads, self.memory
         kcore_stats = {"k_users": c.k_users, "k_items": c.k_items, "per_domain": c.per_domain, "rounds": 0}
         self.stats["cleaning"]["kcore"] = kcore_stats
         if c.k_users == 0 and c.k_items == 0:
@@ -285,8 +278,7 @@ class _Build:
     def tokenize(self) -> None:
         import ray
 
-        c = self.config
-        threads, memory = max(1, math.floor(c.task_cpus)), c.task_memory
+        c, threads, memory = self.config, self.threads, self.memory
         spec = _get(self.task(_tokenizer_task).remote(self.out, c.tokens))
         items_uri = storage.join(self.out, ITEMS_FILE)
         item_tokens_uri = storage.join(self.work, "item_tokens")
@@ -594,7 +586,11 @@ def _tokens_task(
                 values, offsets = tokens.encode_documents(texts_of(docs), spec)
                 stats["tokenization"]["fallback_documents"] += docs.num_rows
             packed = tokens.pack(values, offsets, token_config.block_len, spec.pad_id)
-            files.write_table(packed, storage.join(out, TOKENS_DIR, split, kind, f"part-{part:05d}.parquet"))
+            files.write_table(
+                packed,
+                storage.join(out, TOKENS_DIR, split, kind, f"part-{part:05d}.parquet"),
+                files.TOKEN_ROW_GROUP_ROWS,
+            )
             counts = tokens.token_stats(packed)
             counts["documents"] = docs.num_rows
             stats["tokens"].setdefault(split, {})[kind] = counts

@@ -9,20 +9,20 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
 from cprec.core import storage
 
 ROW_GROUP_ROWS = 64 * 1024
+TOKEN_ROW_GROUP_ROWS = 1024  # 512-token blocks: ~6 MB per row group, the trainer's unit of reading
 
 
-def write_table(table: pa.Table, uri: str) -> None:
+def write_table(table: pa.Table, uri: str, row_group_rows: int = ROW_GROUP_ROWS) -> None:
     fs, path = storage.filesystem(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     pq.write_table(
         table,
         path,
         filesystem=fs,
-        row_group_size=ROW_GROUP_ROWS,
+        row_group_size=row_group_rows,
         compression="zstd",
         write_statistics=True,
         store_schema=True,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from cprec.core import storage, template
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import STATS_FILE, TOKENIZER_DIR, TOKENS, TOKENS_DIR
@@ -276,14 +275,14 @@ def write_token_dir(out_dir: str, split_kind_tables: Mapping[tuple[str, str], pa
 
     For token data made outside `cprec data build`, e.g. SFT sequences packed with `pack_documents`.
     """
-    from cprec.data_prep.files import write_json, write_table
+    from cprec.data_prep.files import TOKEN_ROW_GROUP_ROWS, write_json, write_table
 
     stats: dict[str, dict[str, dict[str, int]]] = {}
     with storage.atomic_output(out_dir) as staging:
         for (split, kind), table in sorted(split_kind_tables.items()):
             if table.schema != TOKENS:
                 raise CPRecError(f"token table for ({split}, {kind}) does not have the TOKENS schema")
-            write_table(table, storage.join(staging, TOKENS_DIR, split, kind, "part-00000.parquet"))
+            write_table(table, storage.join(staging, TOKENS_DIR, split, kind, "part-00000.parquet"), TOKEN_ROW_GROUP_ROWS)
             stats.setdefault("tokens", {}).setdefault(split, {})[kind] = token_stats(table)
         save_tokenizer(tokenizer, storage.join(staging, TOKENIZER_DIR))
         write_json(json.dumps(stats, indent=2, sort_keys=True), storage.join(staging, STATS_FILE))
