@@ -298,6 +298,7 @@ def train_loop(loop_config: dict) -> None:
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "tokens_per_s": tokens / seconds,
             "step_s": seconds,
+            "start_step": start_step,  # > 0 after a resume: the checkpoint this attempt restored
         }
         if peak:
             record["mfu"] = fpt * padded / seconds / (peak * world)
