@@ -18,9 +18,12 @@ tasks. Every file is sorted and written with fixed settings, so a re-run gives i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,8 @@ from cprec.core.schemas import (
 from cprec.data_prep import cleaning, files, sequences, tokens
 from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
 from cprec.data_prep.readers import SourceConfig
+
+log = logging.getLogger("cprec.data_prep.build")
 
 STAGES = ("interactions", "sequences", "tokens")
 EVENT_BATCH_ROWS = 262_144  # rows per partitioned write: few, large scratch files
@@ -144,6 +149,13 @@ class _Build:
             "sources": [to_dict(s) for s in sources],
         }
 
+    @contextlib.contextmanager
+    def step(self, name: str):
+        """Logs each step's wall time (to stderr, not stats.json, which must not change between runs)."""
+        start = time.perf_counter()
+        yield
+        log.warning("cprec data build: %s took %.1f s", name, time.perf_counter() - start)
+
     def task(self, fn, num_returns: int = 1):
         import ray
 
@@ -151,29 +163,33 @@ class _Build:
 
     def run(self) -> None:
         c, threads, memory = self.config, self.threads, self.memory
-        self.read_sources()
-        items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
-        cleaned = [
-            self.task(_clean_task, num_returns=2).remote(self.work, p, threads, memory) for p in self.parts
-        ]
-        clean_stats = _get([stats for stats, _ in cleaned])
-        reject_stats = _get(self.task(_rejects_task).remote(self.work, self.out, threads, memory))
-        self.account(items_stats, clean_stats, reject_stats)
-
-        survivors = self.kcore([distinct for _, distinct in cleaned])
-        final = [
-            self.task(_final_task, num_returns=2).remote(
-                self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory
+        with self.step("reading and partitioning"):
+            self.read_sources()
+        with self.step("cleaning"):
+            items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
+            cleaned = [
+                self.task(_clean_task, num_returns=2).remote(self.work, p, threads, memory) for p in self.parts
+            ]
+            clean_stats = _get([stats for stats, _ in cleaned])
+            reject_stats = _get(self.task(_rejects_task).remote(self.work, self.out, threads, memory))
+            self.account(items_stats, clean_stats, reject_stats)
+        with self.step("k-core"):
+            survivors = self.kcore([distinct for _, distinct in cleaned])
+        with self.step("interactions and sequences"):
+            final = [
+                self.task(_final_task, num_returns=2).remote(
+                    self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory
+                )
+                for p in self.parts
+            ]
+            partition_stats = _get([stats for stats, _ in final])
+            item_counts = _get(
+                self.task(_items_file_task).remote(self.work, self.out, threads, memory, *[d for _, d in final])
             )
-            for p in self.parts
-        ]
-        partition_stats = _get([stats for stats, _ in final])
-        item_counts = _get(
-            self.task(_items_file_task).remote(self.work, self.out, threads, memory, *[d for _, d in final])
-        )
-        self.summarize(partition_stats, item_counts)
+            self.summarize(partition_stats, item_counts)
         if c.stop_after == "tokens":
-            self.tokenize()
+            with self.step("tokens"):
+                self.tokenize()
         files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(self.out, STATS_FILE))
         files.remove(self.work)
 
