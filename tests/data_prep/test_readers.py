@@ -221,7 +221,11 @@ def test_discover_roles_domains_and_filters(tmp_path):
     [
         ([], {"path": "MISSING"}, "input path does not exist"),
         (["notes.txt"], {}, "no amazon2023 files"),
-        (["Books.jsonl", "meta_Books.jsonl"], {"domains": ["Toys"]}, r"domain Toys not found .* \(found: Books\)"),
+        (
+            ["Books.jsonl", "meta_Books.jsonl"],
+            {"domains": ["Toys"]},
+            r"domain Toys not found .* \(found: Books\)",
+        ),
         (["Books.jsonl"], {}, "domain Books .* has interactions but no item file"),
         (["meta_Books.jsonl"], {}, "has an item file but no interactions"),
         (["Books.jsonl", "Books.jsonl.gz", "meta_Books.jsonl"], {}, "2 events files for domain Books"),

@@ -19,7 +19,13 @@ from cprec.data_prep.synth import SynthConfig
 
 
 def tiny(out_dir: Path, seed: int = 0, **overrides) -> SynthConfig:
-    sizes = dict(users=120, items_per_domain=40, events_per_user=20, retail_users=60, retail_items=40)
+    sizes = {
+        "users": 120,
+        "items_per_domain": 40,
+        "events_per_user": 20,
+        "retail_users": 60,
+        "retail_items": 40,
+    }
     return SynthConfig(out_dir=str(out_dir), seed=seed, **{**sizes, **overrides})
 
 

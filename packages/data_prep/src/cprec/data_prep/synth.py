@@ -259,7 +259,13 @@ class SynthConfig:
     @classmethod
     def smoke(cls, out_dir: str, seed: int = 0, **overrides: Any) -> SynthConfig:
         """A few hundred users: a world small enough for CI runs of every stage."""
-        sizes = dict(users=300, items_per_domain=60, events_per_user=30, retail_users=150, retail_items=80)
+        sizes = {
+            "users": 300,
+            "items_per_domain": 60,
+            "events_per_user": 30,
+            "retail_users": 150,
+            "retail_items": 80,
+        }
         return cls(out_dir=out_dir, seed=seed, **{**sizes, **overrides})
 
 
@@ -658,7 +664,7 @@ def _retail_noise(
     cancel["invoice"] = invoices + np.arange(len(cancelled))
     cancel["quantity"] = -cancel["quantity"]
     cancel["kind"][:] = 1
-    guests = int(round(n * config.retail_guest_rate))
+    guests = round(n * config.retail_guest_rate)
     guest_invoices = max(guests // 3, 1)
     guest_invoice = rng.integers(0, guest_invoices, guests)
     first, last = int(lines["time"].min()), int(lines["time"].max())
@@ -729,6 +735,7 @@ def write_world(world: World, config: SynthConfig, directory: str, final: str) -
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     con.execute("SET preserve_insertion_order TO true")
+    con.execute("SET enable_progress_bar TO false")
     suffix = ".jsonl.gz" if config.gzip else ".jsonl"
     compression = "gzip" if config.gzip else "none"
     specs = PRETRAIN_DOMAINS + DOWNSTREAM_DOMAINS
@@ -764,7 +771,7 @@ def write_world(world: World, config: SynthConfig, directory: str, final: str) -
         )
         counts[spec.name] = {
             "events": int(in_domain.sum()),
-            "users": int(len(np.unique(events["user"][in_domain]))),
+            "users": len(np.unique(events["user"][in_domain])),
             "items": catalog.size,
         }
     con.register("retail", _retail_table(world))
@@ -780,13 +787,16 @@ def write_world(world: World, config: SynthConfig, directory: str, final: str) -
     sales = lines["kind"] == 0
     counts[RETAIL_DOMAIN] = {
         "events": int(sales.sum()),
-        "users": int(len(np.unique(lines["customer"][sales]))),
+        "users": len(np.unique(lines["customer"][sales])),
         "items": world.retail_catalog.size,
         "csv_lines": len(lines["kind"]),
     }
     con.close()
     market = storage.join(final, "marketplace")
-    source = lambda fmt, path, **kw: {"format": fmt, "path": path, "domains": [], "domain": "", **kw}  # noqa: E731
+
+    def source(fmt: str, path: str, **kw: Any) -> dict[str, Any]:
+        return {"format": fmt, "path": path, "domains": [], "domain": "", **kw}
+
     manifest = {
         "template_version": TEMPLATE_VERSION,
         "seed": config.seed,
@@ -844,8 +854,11 @@ def _meta_table(world: World, spec: DomainSpec, catalog: Catalog, rating_number,
                 f"DESIGN: {w['theme']} motif in {_article(w['style']).lower()} {w['style'].lower()} style",
             ]
         )
-        descriptions.append([f"{_article(w['style'])} {w['style'].lower()} {noun.lower()} in {w['color'].lower()}, with a "
-                             f"{w['theme'].lower()} motif. Made of {w['material'].lower()}."])  # fmt: skip
+        description = (
+            f"{_article(w['style'])} {w['style'].lower()} {noun.lower()} in {w['color'].lower()}, "
+            f"with a {w['theme'].lower()} motif. Made of {w['material'].lower()}."
+        )
+        descriptions.append([description])
         details.append(json.dumps({"Brand": brand[i], "Color": w["color"], "Material": w["material"]}))
     average = np.where(rating_number > 0, np.round(stars / np.maximum(rating_number, 1), 1), np.nan)
     return pa.table(
