@@ -1,12 +1,10 @@
 import json
 
 import pytest
-
+from conftest import catalogue, write_data_dir
 from cprec.core.errors import CPRecError
 from cprec.evaluator.config import DatasetConfig, EvalConfig
 from cprec.evaluator.datasets import dataset_specs, prepare_dataset
-
-from conftest import catalogue, write_data_dir
 
 EVENTS = [
     ("u1", "GA0003", 30), ("u1", "GA0001", 10), ("u1", "GA0002", 20), ("u1", "GA0005", 20),
@@ -83,7 +81,9 @@ def test_world_json_downstream_entries(tmp_path):
     )  # fmt: skip
     specs = dataset_specs(EvalConfig(world=str(tmp_path / "world.json")))
     assert [s.name for s in specs] == ["Pets", "Retail"]
-    assert specs[0].source.path == str(tmp_path / "raw" / "Pets") and specs[1].source.path == "/abs/retail.csv"
+    assert (
+        specs[0].source.path == str(tmp_path / "raw" / "Pets") and specs[1].source.path == "/abs/retail.csv"
+    )
     assert specs[1].platform == "retail" and specs[1].source.domain == "Online_Retail"
     with pytest.raises(CPRecError, match="world file not found"):
         dataset_specs(EvalConfig(world=str(tmp_path / "nope.json")))

@@ -2,13 +2,17 @@ import json
 
 import numpy as np
 import pytest
-
+from conftest import catalogue, tiny_model
 from cprec.core.errors import CPRecError
 from cprec.core.template import history_prompt
 from cprec.evaluator.config import LLMConfig
-from cprec.evaluator.methods.llm import PrefixScorer, ScoringPool, end_token_ids, load_tokenizer, tokenize_catalogue
-
-from conftest import catalogue, tiny_model
+from cprec.evaluator.methods.llm import (
+    PrefixScorer,
+    ScoringPool,
+    end_token_ids,
+    load_tokenizer,
+    tokenize_catalogue,
+)
 
 TEXTS = [row["text"] for row in catalogue("Garden", 40)]
 

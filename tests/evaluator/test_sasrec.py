@@ -1,6 +1,5 @@
 import numpy as np
 import torch
-
 from cprec.evaluator.config import EvalConfig, MethodConfig, SASRecConfig
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.evaluate import split_metrics
@@ -32,7 +31,9 @@ def test_sasrec_learns_a_planted_sequence_far_above_popularity():
         out_dir="unused",
         datasets=[],
         world="unused",
-        sasrec=SASRecConfig(hidden=32, max_len=12, epochs=60, eval_every=5, patience=2, batch_size=64, lr=5e-3),
+        sasrec=SASRecConfig(
+            hidden=32, max_len=12, epochs=60, eval_every=5, patience=2, batch_size=64, lr=5e-3
+        ),
     )
     users = np.arange(dataset.n_users)
     ndcg = {}

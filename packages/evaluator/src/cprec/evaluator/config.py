@@ -36,6 +36,7 @@ class MethodConfig:
     name: str = option("", help="label in the report (default: kind, plus the model dir name for llm/sft)")
     model: str = option("", help="llm/sft: Hugging Face causal LM path (base model or `cprec train` export)")
     form: str = option("auto", help="llm/sft score form: sum | mean | pmi | auto (chosen on valid NDCG@10)")
+    datasets: list[str] = option([], help="evaluate this method only on these datasets (empty = all)")
 
     def label(self) -> str:
         if self.name:
@@ -52,7 +53,9 @@ class SASRecConfig:
     heads: int = option(1, help="attention heads")
     dropout: float = option(0.2, help="dropout rate")
     max_len: int = option(50, help="longest input sequence (most recent items)")
-    loss: str = option("bce", help="bce (one sampled negative per position, as in the paper) | ce (full softmax)")
+    loss: str = option(
+        "bce", help="bce (one sampled negative per position, as in the paper) | ce (full softmax)"
+    )
     lr: float = option(1e-3, help="Adam learning rate")
     weight_decay: float = option(0.0, help="Adam weight decay")
     batch_size: int = option(128, help="users per training batch")
@@ -82,7 +85,9 @@ class LLMConfig:
 class SFTConfig:
     block_len: int = option(256, help="token block length of the SFT shards")
     max_items: int = option(50, help="history window per training document (template windows)")
-    valid_fraction: float = option(0.05, help="users whose (history + validation item) form the trainer's valid split")
+    valid_fraction: float = option(
+        0.05, help="users whose (history + validation item) form the trainer's valid split"
+    )
     train: dict[str, Any] = option(
         {}, help="TrainConfig options (steps, batch, schedule, deepspeed, scaling...) for the fine-tuning run"
     )
@@ -91,7 +96,9 @@ class SFTConfig:
 @dataclass
 class EvalConfig:
     out_dir: str = option("runs/eval", help="output directory (datasets/, results.json, report.md, charts)")
-    world: str = option("", help="world.json whose `downstream` entries are the datasets (used when datasets is empty)")
+    world: str = option(
+        "", help="world.json whose `downstream` entries are the datasets (used when datasets is empty)"
+    )
     datasets: list[DatasetConfig] = option([], help="explicit downstream datasets")
     build: dict[str, Any] = option(
         {},
@@ -99,15 +106,23 @@ class EvalConfig:
         "and stop_after=interactions are set by the evaluator",
     )
     rebuild: bool = option(False, help="rebuild datasets even when a matching split is on disk")
-    max_users: int = option(0, help="evaluate a seeded random subset of this many users per dataset (0 = all)")
+    max_users: int = option(
+        0, help="evaluate a seeded random subset of this many users per dataset (0 = all)"
+    )
     methods: list[MethodConfig] = option(
         [MethodConfig(kind="popularity"), MethodConfig(kind="content"), MethodConfig(kind="sasrec")],
         help="methods to evaluate",
     )
     ks: list[int] = option([5, 10, 20], help="cut-offs of HR@K and NDCG@K")
-    protocol: str = option("full", help="full (rank the whole catalogue) | sampled (1 positive + `negatives`)")
-    negatives: int = option(99, help="sampled protocol: negatives per user, drawn from items the user never had")
-    mask_history: bool = option(True, help="mask the user's earlier items out of the ranking (RecBole's convention)")
+    protocol: str = option(
+        "full", help="full (rank the whole catalogue) | sampled (1 positive + `negatives`)"
+    )
+    negatives: int = option(
+        99, help="sampled protocol: negatives per user, drawn from items the user never had"
+    )
+    mask_history: bool = option(
+        True, help="mask the user's earlier items out of the ranking (RecBole's convention)"
+    )
     ties: str = option("expected", help="expected (rank under uniform random tie-breaking) | pessimistic")
     select_metric: str = option("ndcg@10", help="validation metric that picks a method's variant (llm form)")
     test: str = option("wilcoxon", help="paired test between methods: wilcoxon | ttest")
@@ -127,7 +142,9 @@ class EvalConfig:
             raise CPRecError(f"eval config: every dataset needs a unique name, got {names}")
         for d in self.datasets:
             if bool(d.data_dir) == bool(d.source.path):
-                raise CPRecError(f"eval config: dataset {d.name!r} needs exactly one of source.path or data_dir")
+                raise CPRecError(
+                    f"eval config: dataset {d.name!r} needs exactly one of source.path or data_dir"
+                )
         if not self.methods:
             raise CPRecError("eval config: `methods` is empty")
         labels = [m.label() for m in self.methods]
@@ -135,11 +152,15 @@ class EvalConfig:
             raise CPRecError(f"eval config: method labels must be unique, got {labels} (set `name`)")
         for m in self.methods:
             if m.kind not in METHOD_KINDS:
-                raise CPRecError(f"eval config: method kind {m.kind!r} is not one of {', '.join(METHOD_KINDS)}")
+                raise CPRecError(
+                    f"eval config: method kind {m.kind!r} is not one of {', '.join(METHOD_KINDS)}"
+                )
             if m.kind in ("llm", "sft") and not m.model:
                 raise CPRecError(f"eval config: method {m.label()!r} ({m.kind}) needs `model`")
             if m.form not in (*FORMS, "auto"):
-                raise CPRecError(f"eval config: method {m.label()!r} form {m.form!r} is not sum, mean, pmi or auto")
+                raise CPRecError(
+                    f"eval config: method {m.label()!r} form {m.form!r} is not sum, mean, pmi or auto"
+                )
         if not self.ks or min(self.ks) < 1:
             raise CPRecError(f"eval config: ks must be positive cut-offs, got {self.ks}")
         if self.protocol not in ("full", "sampled"):
@@ -156,7 +177,9 @@ class EvalConfig:
             raise CPRecError(f"eval config: sasrec.loss {self.sasrec.loss!r} is not bce or ce")
         from cprec.evaluator.metrics import parse_metric
 
-        parse_metric(self.select_metric)
+        kind, k = parse_metric(self.select_metric)
+        if kind != "mrr" and k not in self.ks:
+            raise CPRecError(f"eval config: select_metric {self.select_metric} needs {k} in ks {self.ks}")
 
     def protocol_label(self) -> str:
         if self.protocol == "sampled":

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from cprec.core import schemas, storage
 from cprec.core.config import config_digest, load_config
 from cprec.core.errors import CPRecError
@@ -101,9 +100,9 @@ def prepare_dataset(spec: DatasetConfig, config: EvalConfig) -> SplitDataset:
     target = storage.join(config.out_dir, "datasets", spec.name)
     digest = config_digest(spec, config.build if not spec.data_dir else {}, TEMPLATE_VERSION, SPLIT_VERSION)
     stats_uri = storage.join(target, schemas.STATS_FILE)
-    if not config.rebuild and storage.exists(storage.join(target, schemas.SUCCESS_MARKER)):
-        if _read_json(stats_uri).get("digest") == digest:
-            return load_split(target)
+    complete = storage.exists(storage.join(target, schemas.SUCCESS_MARKER))
+    if complete and not config.rebuild and _read_json(stats_uri).get("digest") == digest:
+        return load_split(target)
     with storage.atomic_output(target) as staging:
         source_dir = spec.data_dir or build_source(spec, config.build, storage.join(staging, "prepared"))
         write_split(source_dir, staging, spec, digest)
@@ -115,7 +114,9 @@ def build_source(spec: DatasetConfig, build_options: dict, out_dir: str) -> str:
     try:
         from cprec.data_prep.build import BuildConfig, build
     except ModuleNotFoundError as exc:
-        raise CPRecError(f"dataset {spec.name!r} has a raw source; building it needs cprec-data-prep ({exc})") from exc
+        raise CPRecError(
+            f"dataset {spec.name!r} has a raw source; building it needs cprec-data-prep ({exc})"
+        ) from exc
     base = {
         **build_options,
         "out_dir": out_dir,

@@ -17,13 +17,12 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from cprec.core import storage
 from cprec.core.config import to_dict
 from cprec.core.errors import CPRecError
 from cprec.core.template import TEMPLATE_VERSION
 from cprec.evaluator.config import EvalConfig
-from cprec.evaluator.datasets import SplitDataset, prepare_datasets
+from cprec.evaluator.datasets import SplitDataset, dataset_specs, prepare_datasets
 from cprec.evaluator.methods import Method, make_method
 from cprec.evaluator.metrics import bootstrap_ci, count_ranks, metric_names, paired_pvalue, rank_metrics
 
@@ -35,6 +34,11 @@ def evaluate(config: EvalConfig) -> dict:
     """Runs the evaluation; returns the results dict also written to `<out_dir>/results.json`."""
     from cprec.evaluator.report import write_report
 
+    names = [spec.name for spec in dataset_specs(config)]
+    for spec in config.methods:
+        unknown = sorted(set(spec.datasets) - set(names))
+        if unknown:
+            raise CPRecError(f"method {spec.label()!r} names unknown datasets {unknown} (datasets: {names})")
     datasets = prepare_datasets(config)
     results = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -71,6 +75,17 @@ def evaluate(config: EvalConfig) -> dict:
 
 def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> dict:
     users = evaluated_users(dataset, config)
+    too_familiar = 0
+    if config.protocol == "sampled":
+        # A user who has had almost the whole catalogue has not enough never-seen items to sample from.
+        keep = np.array(
+            [dataset.n_items - len(known_items(dataset, u)) >= config.negatives for u in users], dtype=bool
+        )
+        users, too_familiar = users[keep], int((~keep).sum())
+        if len(users) == 0:
+            raise CPRecError(
+                f"dataset {dataset.name!r}: no user has {config.negatives} never-seen items to sample as negatives"
+            )
     ranked = dataset.n_items if config.protocol == "full" else config.negatives + 1
     if max(config.ks) > ranked:
         raise CPRecError(
@@ -82,15 +97,20 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
         "domain": dataset.domain,
         "stats": dataset.stats,
         "users_evaluated": len(users),
+        "users_without_enough_negatives": too_familiar,
         "methods": {},
     }
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for method in methods:
+        if method.spec.datasets and dataset.name not in method.spec.datasets:
+            continue
         label = method.spec.label()
         started = time.perf_counter()
         method.fit(dataset)
         fitted = time.perf_counter()
-        by_split = {split: split_metrics(method, dataset, split, users, candidates[split], config) for split in SPLITS}
+        by_split = {
+            split: split_metrics(method, dataset, split, users, candidates[split], config) for split in SPLITS
+        }
         variants = method.variants()
         chosen = max(variants, key=lambda v: by_split["valid"][v][config.select_metric].mean())
         per_user[label] = {split: by_split[split][chosen] for split in SPLITS}
@@ -107,8 +127,8 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
             "info": method.info(),
             "seconds": {"fit": round(fitted - started, 2), "total": round(time.perf_counter() - started, 2)},
         }
-        if method.spec.kind == "sft":
-            method.close()  # its fine-tuned model belongs to this dataset only
+        # Actors and models go back after every dataset: the next dataset's fine-tuning needs the CPUs/GPUs.
+        method.close()
     entry["significance"] = significance(per_user, config)
     write_per_user(config.out_dir, dataset, users, per_user)
     return entry
@@ -121,7 +141,9 @@ def evaluated_users(dataset: SplitDataset, config: EvalConfig) -> np.ndarray:
     return np.arange(dataset.n_users)
 
 
-def sampled_candidates(dataset: SplitDataset, split: str, users: np.ndarray, config: EvalConfig) -> np.ndarray | None:
+def sampled_candidates(
+    dataset: SplitDataset, split: str, users: np.ndarray, config: EvalConfig
+) -> np.ndarray | None:
     """[users, 1 + negatives] item indices: the target, then negatives the user never interacted with."""
     if config.protocol == "full":
         return None
@@ -129,16 +151,14 @@ def sampled_candidates(dataset: SplitDataset, split: str, users: np.ndarray, con
     out = np.empty((len(users), config.negatives + 1), dtype=np.int64)
     targets = dataset.targets(split)
     for row, user in enumerate(users):
-        known = np.unique(np.concatenate([dataset.train[user], [dataset.valid[user], dataset.test[user]]]))
-        pool = np.setdiff1d(np.arange(dataset.n_items), known, assume_unique=True)
-        if len(pool) < config.negatives:
-            raise CPRecError(
-                f"dataset {dataset.name!r}: user {dataset.user_ids[user]} has only {len(pool)} items to sample "
-                f"{config.negatives} negatives from; lower `negatives` or use protocol=full"
-            )
+        pool = np.setdiff1d(np.arange(dataset.n_items), known_items(dataset, user), assume_unique=True)
         out[row, 0] = targets[user]
         out[row, 1:] = rng.choice(pool, config.negatives, replace=False)
     return out
+
+
+def known_items(dataset: SplitDataset, user: int) -> np.ndarray:
+    return np.unique(np.append(dataset.history("test", user), dataset.test[user]))
 
 
 def split_metrics(

@@ -13,7 +13,12 @@ from cprec.core.errors import CPRecError
 from cprec.evaluator.metrics import metric_names
 
 REPORT_FILE = "report.md"
-CHART_METRICS = ("ndcg@10", "hr@10")
+
+
+def chart_metrics(results: dict) -> list[str]:
+    """The selection metric (NDCG@10 by default) and its HR@K twin."""
+    select = results["protocol"]["select_metric"]
+    return [select, select.replace("ndcg@", "hr@")] if select.startswith("ndcg@") else [select]
 
 
 def render_report(out_dir: str) -> str:
@@ -35,7 +40,7 @@ def write_report(results: dict, out_dir: str) -> str:
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{REPORT_FILE}") as stream:
         stream.write(markdown(results).encode())
-    for metric in CHART_METRICS:
+    for metric in chart_metrics(results):
         png = chart(results, metric)
         if png is not None:
             with fs.open_output_stream(f"{path}/{chart_name(metric)}") as stream:
@@ -57,10 +62,14 @@ def markdown(results: dict) -> str:
         f"- Protocol: **{protocol['label']}**; the user's earlier items "
         + ("masked out" if protocol["mask_history"] else "not masked")
         + f"; ties resolved: {protocol['ties']}.",
-        "- Metrics on the test split (last item per user); each method's variant (the LLM score form) "
-        f"chosen on validation {protocol['select_metric']}.",
-        f"- **Bold**: best in the column. †: significantly below that best (paired {protocol['test']} test "
-        f"over users, p < {alpha}). Intervals: 95% bootstrap over users ({protocol['bootstrap']} resamples).",
+        (
+            "- Metrics on the test split (last item per user); each method's variant (the LLM score form) "
+            f"chosen on validation {protocol['select_metric']}."
+        ),
+        (
+            f"- **Bold**: best in the column. †: significantly below that best (paired {protocol['test']} test "
+            f"over users, p < {alpha}). Intervals: 95% bootstrap over users ({protocol['bootstrap']} resamples)."
+        ),
         "",
     ]
     for name, dataset in results["datasets"].items():
@@ -69,9 +78,18 @@ def markdown(results: dict) -> str:
             f"## {name} ({dataset['platform'] or 'platform ?'}, {dataset['domain']})",
             "",
             f"{dataset['users_evaluated']} users evaluated of {stats['users']}, {stats['items']} items, "
-            f"{stats['events']} events. Protocol: {protocol['label']}.",
+            f"{stats['events']} events. Protocol: {protocol['label']}."
+            + (
+                f" {dataset['users_without_enough_negatives']} users left out: fewer never-seen items than negatives."
+                if dataset.get("users_without_enough_negatives")
+                else ""
+            ),
             "",
-            "| method | variant | " + " | ".join(n.upper() if n == "mrr" else n.replace("hr", "HR").replace("ndcg", "NDCG") for n in names) + " |",
+            "| method | variant | "
+            + " | ".join(
+                n.upper() if n == "mrr" else n.replace("hr", "HR").replace("ndcg", "NDCG") for n in names
+            )
+            + " |",
             "| --- | --- | " + " | ".join("---:" for _ in names) + " |",
         ]
         significance = dataset["significance"]
@@ -104,10 +122,12 @@ def markdown(results: dict) -> str:
         if forms:
             lines += ["", f"Score forms (valid {select} / test {select}):", ""]
             for label, variants in forms.items():
-                parts = [f"{v} {s['valid'][select]:.4f} / {s['test'][select]:.4f}" for v, s in variants.items()]
+                parts = [
+                    f"{v} {s['valid'][select]:.4f} / {s['test'][select]:.4f}" for v, s in variants.items()
+                ]
                 lines.append(f"- {label}: " + "; ".join(parts))
         lines.append("")
-    lines += [f"Charts: {', '.join(chart_name(m) for m in CHART_METRICS)}.", ""]
+    lines += [f"Charts: {', '.join(chart_name(m) for m in chart_metrics(results))}.", ""]
     return "\n".join(lines)
 
 

@@ -19,7 +19,6 @@ tokens are tokenized once per catalogue. Users are spread over Ray actors that h
 from __future__ import annotations
 
 import numpy as np
-
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, history_prompt
@@ -38,14 +37,18 @@ def load_tokenizer(model_path: str):
         config = AutoConfig.from_pretrained(model_path)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as exc:
-        raise CPRecError(f"cannot load a causal LM and tokenizer from {model_path}: {exc}".splitlines()[0]) from exc
+        raise CPRecError(
+            f"cannot load a causal LM and tokenizer from {model_path}: {exc}".splitlines()[0]
+        ) from exc
     vocab = config.get_text_config().vocab_size
     if len(tokenizer) > vocab:
         raise CPRecError(
             f"tokenizer mismatch at {model_path}: the tokenizer has {len(tokenizer)} tokens, the model embeds {vocab}"
         )
     if tokenizer.eos_token_id is None:
-        raise CPRecError(f"tokenizer at {model_path} has no EOS token (documents end with EOS in pre-training)")
+        raise CPRecError(
+            f"tokenizer at {model_path} has no EOS token (documents end with EOS in pre-training)"
+        )
     return tokenizer
 
 
@@ -80,10 +83,18 @@ class PrefixScorer:
         dtype = options.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(
+            self.device
+        )
         self.model.eval()
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        self.max_positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1 << 30
+        self.pad_id = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
+        self.max_positions = (
+            getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1 << 30
+        )
 
     def ready(self) -> bool:
         return True
@@ -114,9 +125,11 @@ class PrefixScorer:
         """Sum log-likelihood [prompts, items] of every (or each prompt's candidate) item; -inf if unscored."""
         out = np.full((len(prompts), len(self.catalogue)), -np.inf, dtype=np.float32)
         for row, prompt in enumerate(prompts):
-            items = self.by_length if candidates is None else np.asarray(candidates[row])[
-                np.argsort(self.lengths[candidates[row]], kind="stable")
-            ]
+            items = (
+                self.by_length
+                if candidates is None
+                else np.asarray(candidates[row])[np.argsort(self.lengths[candidates[row]], kind="stable")]
+            )
             out[row, items] = self.score_prompt(self.prompt_ids(prompt), items)
         return out
 
@@ -135,7 +148,9 @@ class PrefixScorer:
                 ids, mask = self._padded([self.catalogue[i] for i in batch])
                 size, width = ids.shape
                 cache = DynamicCache(
-                    ddp_cache_data=[(k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix],
+                    ddp_cache_data=[
+                        (k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix
+                    ],
                     config=self.model.config,
                 )
                 logits = self.model(
@@ -207,19 +222,25 @@ class ScoringPool:
         if options.num_actors == 0:
             import torch
 
-            device = "cuda" if options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available()) else "cpu"
+            device = (
+                "cuda"
+                if options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
+                else "cpu"
+            )
             self.local = PrefixScorer(model_path, options, device)
             return
         import ray
-
         from cprec.core.raytools import init_ray
 
         init_ray()
         gpus = ray.cluster_resources().get("GPU", 0)
         use_gpu = options.device == "cuda" or (options.device == "auto" and gpus > 0)
-        remote = ray.remote(PrefixScorer).options(num_cpus=options.cpus_per_actor, num_gpus=1 if use_gpu else 0)
+        remote = ray.remote(PrefixScorer).options(
+            num_cpus=options.cpus_per_actor, num_gpus=1 if use_gpu else 0
+        )
         self.actors = [
-            remote.remote(model_path, options, "cuda" if use_gpu else "cpu") for _ in range(options.num_actors)
+            remote.remote(model_path, options, "cuda" if use_gpu else "cpu")
+            for _ in range(options.num_actors)
         ]
         ray.get([a.ready.remote() for a in self.actors])
 
@@ -259,7 +280,9 @@ class ScoringPool:
         self.actors = []
 
 
-def score_forms(sums: np.ndarray, token_counts: np.ndarray, prior: np.ndarray | None, forms: list[str]) -> dict:
+def score_forms(
+    sums: np.ndarray, token_counts: np.ndarray, prior: np.ndarray | None, forms: list[str]
+) -> dict:
     out = {}
     for form in forms:
         if form == "sum":
@@ -301,7 +324,11 @@ class LLMZeroShot(Method):
         return score_forms(sums, self.token_counts, self.prior, self.variants())
 
     def info(self) -> dict:
-        return {"model": self.spec.model, "end": getattr(self.pool, "end_kind", ""), "max_history": self.config.llm.max_history}
+        return {
+            "model": self.spec.model,
+            "end": getattr(self.pool, "end_kind", ""),
+            "max_history": self.config.llm.max_history,
+        }
 
     def close(self) -> None:
         if self.pool is not None:

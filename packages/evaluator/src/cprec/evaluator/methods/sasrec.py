@@ -16,18 +16,21 @@ import copy
 
 import numpy as np
 import torch
-from torch import nn
-
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods import Method
 from cprec.evaluator.metrics import count_ranks, rank_metrics
+from torch import nn
 
 
 class PointWiseFeedForward(nn.Module):
     def __init__(self, hidden: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden, hidden), nn.Dropout(dropout)
+            nn.Linear(hidden, hidden),
+            nn.Dropout(dropout),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +112,9 @@ class SASRecMethod(Method):
         for epoch in range(1, options.epochs + 1):
             self.model.train()
             losses = []
-            for batch in np.array_split(self.rng.permutation(len(sequences)), max(1, -(-len(sequences) // options.batch_size))):
+            for batch in np.array_split(
+                self.rng.permutation(len(sequences)), max(1, -(-len(sequences) // options.batch_size))
+            ):
                 if len(batch) == 0:
                     continue
                 loss = self._loss(inputs[batch], targets[batch], [seen[i] for i in batch], dataset.n_items)
@@ -120,7 +125,9 @@ class SASRecMethod(Method):
             if epoch % options.eval_every and epoch != options.epochs:
                 continue
             ndcg = self.validation_ndcg(dataset)
-            self.curve.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "valid_ndcg@10": ndcg})
+            self.curve.append(
+                {"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "valid_ndcg@10": ndcg}
+            )
             if ndcg > best:
                 best, best_state, waited = ndcg, copy.deepcopy(self.model.state_dict()), 0
             else:
