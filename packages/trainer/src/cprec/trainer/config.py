@@ -93,6 +93,10 @@ class ScalingOptions:
     num_workers: int = option(2, help="Ray Train workers (one DeepSpeed rank each)")
     use_gpu: bool = option(False, help="one GPU per worker, NCCL; otherwise CPU workers with gloo")
     cpus_per_worker: float = option(1.0, help="CPUs reserved per worker (fractions allowed)")
+    # Added by the cluster work (tests/pipeline/test_two_nodes.py): one worker per node needs STRICT_SPREAD.
+    placement_strategy: str = option(
+        "PACK", help="Ray placement of the workers: PACK, SPREAD, STRICT_PACK or STRICT_SPREAD (one per node)"
+    )
 
 
 @dataclass

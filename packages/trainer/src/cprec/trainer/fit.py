@@ -57,7 +57,10 @@ def fit(config: TrainConfig) -> TrainResult:
         train_loop,
         train_loop_config={"config": config, "plan": plan, "hint_uri": hint_uri},
         scaling_config=ScalingConfig(
-            num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu, resources_per_worker=resources
+            num_workers=config.scaling.num_workers,
+            use_gpu=config.scaling.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=config.scaling.placement_strategy,
         ),
         run_config=RunConfig(
             name=config.checkpoint.name,
