@@ -15,7 +15,11 @@ from cprec.core.schemas import SUCCESS_MARKER, TOKENS
 BLOCK_LEN = 128
 DOMAINS = ["Books", "Garden", "Toys"]
 ADJECTIVES = ["red", "quiet", "golden", "tiny", "classic", "smart", "wooden", "bright"]
-NOUNS = {"Books": ["novel", "atlas", "poems"], "Garden": ["hose", "spade", "planter"], "Toys": ["kite", "robot", "puzzle"]}
+NOUNS = {
+    "Books": ["novel", "atlas", "poems"],
+    "Garden": ["hose", "spade", "planter"],
+    "Toys": ["kite", "robot", "puzzle"],
+}
 BRANDS = ["Northwind", "Acme", "Lumen"]
 
 
@@ -27,7 +31,8 @@ def make_tokenizer(texts: list[str], out: Path):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(texts, trainer)
@@ -49,7 +54,9 @@ def documents(rng: random.Random, kind: str, count: int) -> list[str]:
             docs.append(template.document("mixed", template.MIXED_DOMAIN, items))
         else:
             domain = rng.choice(DOMAINS)
-            docs.append(template.document(kind, domain, [item(rng, domain) for _ in range(rng.randint(2, 4))]))
+            docs.append(
+                template.document(kind, domain, [item(rng, domain) for _ in range(rng.randint(2, 4))])
+            )
     return docs
 
 

@@ -27,8 +27,14 @@ def read(descriptors) -> dict:
 
 
 def unit_descriptor(unit) -> dict:
-    return {"file": unit.file, "row_group": unit.row_group, "start": unit.start, "rows": unit.rows,
-            "ordinal": 0, "shuffle_seed": "null"}
+    return {
+        "file": unit.file,
+        "row_group": unit.row_group,
+        "start": unit.start,
+        "rows": unit.rows,
+        "ordinal": 0,
+        "shuffle_seed": "null",
+    }
 
 
 def test_workers_get_disjoint_units_covering_every_row(token_build):
@@ -36,7 +42,9 @@ def test_workers_get_disjoint_units_covering_every_row(token_build):
     assert plan.kinds == ["domain", "mixed", "catalog"]
     for kind, per_rank in plan.train_units.items():
         files = sorted((token_build / "tokens" / "train" / kind).glob("*.parquet"))
-        everything = sorted(r for f in files for r in map(tuple, pq.read_table(f).column("input_ids").to_pylist()))
+        everything = sorted(
+            r for f in files for r in map(tuple, pq.read_table(f).column("input_ids").to_pylist())
+        )
         seen = [set(rows_of(read([unit_descriptor(u) for u in per_rank[rank]]))) for rank in range(2)]
         assert not seen[0] & seen[1]
         assert sorted(seen[0] | seen[1]) == sorted(set(everything))

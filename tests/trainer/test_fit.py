@@ -111,8 +111,12 @@ def test_deepspeed_file_is_merged_but_cannot_change_the_batch_shape(tmp_path):
     extra.write_text("zero_optimization:\n  reduce_bucket_size: 1000\n")
     cfg = config(tmp_path, tmp_path, **{"deepspeed.config": str(extra)})
     merged = deepspeed_config(cfg, world=2, bf16=False)
-    assert merged["zero_optimization"] == {"stage": 2, "overlap_comm": False, "contiguous_gradients": True,
-                                           "reduce_bucket_size": 1000}
+    assert merged["zero_optimization"] == {
+        "stage": 2,
+        "overlap_comm": False,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": 1000,
+    }
     assert merged["train_batch_size"] == 8
     extra.write_text('{"train_batch_size": 64}')
     with pytest.raises(CPRecError, match="train_batch_size"):

@@ -24,7 +24,10 @@ def model(request, tokenizer):
 
 def packed_rows(token_build, count=4):
     table = pq.read_table(token_build / "tokens" / "train" / "mixed" / "part-00000.parquet").slice(0, count)
-    return {name: torch.tensor(table.column(name).to_pylist()) for name in ("input_ids", "position_ids", "document_ids")}
+    return {
+        name: torch.tensor(table.column(name).to_pylist())
+        for name in ("input_ids", "position_ids", "document_ids")
+    }
 
 
 def test_labels_mask_padding_and_document_starts():
@@ -80,3 +83,14 @@ def test_chunked_cross_entropy_matches_full_logits_and_gradients():
     torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(grads[0], hidden.grad)
     torch.testing.assert_close(grads[1], weight.grad)
+
+
+def test_a_micro_batch_without_labels_still_backpropagates(model):
+    rows = {
+        "input_ids": torch.tensor([[5, 0, 0, 0], [7, 0, 0, 0]]),
+        "position_ids": torch.zeros(2, 4, dtype=torch.long),
+        "document_ids": torch.tensor([[0, -1, -1, -1], [0, -1, -1, -1]]),
+    }
+    loss, count = PackedCausalLM(model)(**rows)
+    assert count.item() == 0 and loss.item() == 0.0
+    loss.backward()  # DeepSpeed's backward asserts a loss with a graph

@@ -21,7 +21,9 @@ class TinyModelConfig:
     num_heads: int = option(4, help="attention heads")
     num_kv_heads: int = option(2, help="key/value heads (grouped-query attention)")
     intermediate_size: int = option(128, help="MLP width")
-    max_position_embeddings: int = option(2048, help="longest position the model knows; >= the data's block length")
+    max_position_embeddings: int = option(
+        2048, help="longest position the model knows; >= the data's block length"
+    )
     tie_word_embeddings: bool = option(True, help="share input embeddings and the output head")
 
 
@@ -68,7 +70,9 @@ class ScheduleConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise CPRecError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.shape == "exponential" and self.min_lr_ratio <= 0:
-            raise CPRecError("schedule.shape=exponential needs schedule.min_lr_ratio > 0 (it decays towards it)")
+            raise CPRecError(
+                "schedule.shape=exponential needs schedule.min_lr_ratio > 0 (it decays towards it)"
+            )
         if self.peak_lr <= 0:
             raise CPRecError(f"schedule.peak_lr must be > 0, got {self.peak_lr}")
         for phase in PHASES:
@@ -114,6 +118,10 @@ class TrainConfig:
     output_dir: str = option("", help="where the model, metrics and plots go")
     model: str = option("", help="HF causal LM (local path or hub id); '' = the tiny model of `tiny`")
     tiny: TinyModelConfig = option(TinyModelConfig(), help="shape of the tiny model")
+    attn_implementation: str = option(
+        "sdpa",
+        help="transformers attention: sdpa, eager, or flash_attention_2 (GPU, packed via position_ids)",
+    )
     allow_tokenizer_mismatch: bool = option(
         False, help="train a given model with the data's tokenizer even when it differs from the model's own"
     )
@@ -127,7 +135,9 @@ class TrainConfig:
     deepspeed: DeepSpeedOptions = option(DeepSpeedOptions(), help="DeepSpeed engine")
     scaling: ScalingOptions = option(ScalingOptions(), help="Ray Train workers")
     checkpoint: CheckpointOptions = option(CheckpointOptions(), help="checkpoints and recovery")
-    unit_rows: int = option(256, help="rows per shuffling/sharding unit of the token shards")
+    unit_rows: int = option(
+        1024, help="rows per shuffling/sharding unit of the token shards (data_prep writes 1024-row groups)"
+    )
     loss_chunk_tokens: int = option(4096, help="tokens per chunk of the memory-aware cross-entropy")
     eval_every: int = option(20, help="validation loss every M steps (and at the end); 0 = only at the end")
     eval_batches: int = option(8, help="at most this many validation micro-batches per worker")
@@ -142,7 +152,14 @@ class TrainConfig:
             raise CPRecError("train: data_dir is required (the output of `cprec data build`)")
         if not self.output_dir:
             raise CPRecError("train: output_dir is required")
-        for name in ("steps", "micro_batch_size", "grad_accum", "unit_rows", "loss_chunk_tokens", "log_every"):
+        for name in (
+            "steps",
+            "micro_batch_size",
+            "grad_accum",
+            "unit_rows",
+            "loss_chunk_tokens",
+            "log_every",
+        ):
             if getattr(self, name) <= 0:
                 raise CPRecError(f"train: {name} must be > 0, got {getattr(self, name)}")
         if self.deepspeed.zero_stage not in (0, 1, 2, 3):

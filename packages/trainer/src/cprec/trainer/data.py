@@ -103,7 +103,9 @@ class DataPlan:
             uniform = np.random.default_rng([self.seed, rank, block]).random((DRAW_BLOCK, self.slots))
             for i in range(step, end):
                 cdf = cumulative[self.phase(i)]
-                out[i - start] = np.minimum(np.searchsorted(cdf / cdf[-1], uniform[i - block * DRAW_BLOCK], "right"), len(cdf) - 1)
+                out[i - start] = np.minimum(
+                    np.searchsorted(cdf / cdf[-1], uniform[i - block * DRAW_BLOCK], "right"), len(cdf) - 1
+                )
             step = end
         return out
 
@@ -119,7 +121,9 @@ class DataPlan:
     # -- the streams ---------------------------------------------------------------------------
     def epoch_order(self, kind: str, rank: int, epoch: int) -> np.ndarray:
         units = self.train_units[kind][rank]
-        return np.random.default_rng([self.seed, TOKEN_KINDS.index(kind), rank, epoch]).permutation(len(units))
+        return np.random.default_rng([self.seed, TOKEN_KINDS.index(kind), rank, epoch]).permutation(
+            len(units)
+        )
 
     def position(self, kind: str, rank: int, row: int) -> tuple[int, int]:
         """(unit ordinal, offset in unit) of the `row`-th row of the (kind, rank) stream."""
@@ -299,7 +303,9 @@ class KindStream:
         for i, at in enumerate(zip(ordinals, offsets)):
             if not self.started:
                 if at > self.position:
-                    raise CPRecError(f"data stream starts at unit {at} past the resume position {self.position}")
+                    raise CPRecError(
+                        f"data stream starts at unit {at} past the resume position {self.position}"
+                    )
                 if at < self.position:
                     continue
                 self.started = True

@@ -47,7 +47,9 @@ def fit(config: TrainConfig) -> TrainResult:
     storage_path = run_storage(config)
     hint_uri = storage.join(config.output_dir, f".resume-{config.checkpoint.name}.json")
     if not storage.exists(storage.join(storage_path, config.checkpoint.name)) and storage.exists(hint_uri):
-        storage.filesystem(hint_uri)[0].delete_file(storage.filesystem(hint_uri)[1])  # a stale hint of a deleted run
+        storage.filesystem(hint_uri)[0].delete_file(
+            storage.filesystem(hint_uri)[1]
+        )  # a stale hint of a deleted run
     options = DataConfig.default_ingest_options()
     options.preserve_order = True  # the stream order is part of what makes resume exact
     resources = {"CPU": config.scaling.cpus_per_worker}
@@ -88,7 +90,9 @@ def fit(config: TrainConfig) -> TrainResult:
     if storage.is_local(config.output_dir):
         from cprec.trainer.plots import plot_loss
 
-        plot_loss(storage.local_path(metrics_file), storage.local_path(storage.join(config.output_dir, "loss.png")))
+        plot_loss(
+            storage.local_path(metrics_file), storage.local_path(storage.join(config.output_dir, "loss.png"))
+        )
     return TrainResult(model_dir=model_dir, metrics=metrics, metrics_file=metrics_file)
 
 
@@ -100,7 +104,9 @@ def _publish(export: Path, model_dir: str) -> None:
             import pyarrow.fs as pafs
 
             fs, path = storage.filesystem(staging)
-            pafs.copy_files(str(export), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+            pafs.copy_files(
+                str(export), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
+            )
 
 
 def _summary(metrics_file: str) -> dict:

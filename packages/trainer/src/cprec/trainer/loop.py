@@ -64,7 +64,9 @@ def _read_mapping(uri: str) -> dict:
     try:
         loaded = yaml.safe_load(text)  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        raise CPRecError(f"deepspeed.config {uri} is not valid JSON/YAML: {str(exc).splitlines()[0]}") from exc
+        raise CPRecError(
+            f"deepspeed.config {uri} is not valid JSON/YAML: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(loaded, dict):
         raise CPRecError(f"deepspeed.config {uri} must hold a mapping")
     return loaded
@@ -73,7 +75,9 @@ def _read_mapping(uri: str) -> dict:
 def _merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -109,8 +113,12 @@ class MetricsLog:
             fs, path = storage.filesystem(self.uri)
             with fs.open_input_stream(path) as stream:
                 text = stream.read().decode()
-            self.lines = [line for line in text.splitlines() if line and json.loads(line)["step"] <= start_step]
-        tb_dir = storage.local_path(storage.join(output_dir, "tb")) if self.local else Path(tempfile.mkdtemp())
+            self.lines = [
+                line for line in text.splitlines() if line and json.loads(line)["step"] <= start_step
+            ]
+        tb_dir = (
+            storage.local_path(storage.join(output_dir, "tb")) if self.local else Path(tempfile.mkdtemp())
+        )
         self.tb_uri = storage.join(output_dir, "tb")
         self.tb_dir = tb_dir
         from tensorboardX import SummaryWriter
@@ -134,7 +142,12 @@ class MetricsLog:
             import pyarrow.fs as pafs
 
             tb_fs, tb_path = storage.filesystem(self.tb_uri)
-            pafs.copy_files(str(self.tb_dir), tb_path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=tb_fs)
+            pafs.copy_files(
+                str(self.tb_dir),
+                tb_path,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=tb_fs,
+            )
 
 
 def _quiet() -> None:
@@ -236,9 +249,14 @@ def train_loop(loop_config: dict) -> None:
 
     shards = {kind: ray.train.get_dataset_shard(train_name(kind, rank)) for kind in plan.kinds}
     batches = Batches(plan, rank, start_step, shards, config.micro_batch_size)
-    eval_batches = min(
-        [config.eval_batches] + [-(-sum(u.rows for u in units) // config.micro_batch_size) for units in plan.valid_units]
-    ) if plan.valid_units else 0
+    eval_batches = (
+        min(
+            [config.eval_batches]
+            + [-(-sum(u.rows for u in units) // config.micro_batch_size) for units in plan.valid_units]
+        )
+        if plan.valid_units
+        else 0
+    )
     log = MetricsLog(config.output_dir, start_step) if rank == 0 else None
     peak = peak_flops(config, device)
     last_checkpoint = start_step
@@ -253,12 +271,16 @@ def train_loop(loop_config: dict) -> None:
             return None
         engine.eval()
         total = count = 0.0
-        stream = ray.train.get_dataset_shard(valid_name(rank)).iter_torch_batches(batch_size=config.micro_batch_size)
+        stream = ray.train.get_dataset_shard(valid_name(rank)).iter_torch_batches(
+            batch_size=config.micro_batch_size
+        )
         with torch.no_grad():
             for index, batch in enumerate(stream):
                 if index == eval_batches:
                     break
-                loss, tokens = engine(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "document_ids")})
+                loss, tokens = engine(
+                    **{k: batch[k].to(device) for k in ("input_ids", "position_ids", "document_ids")}
+                )
                 total += float(loss) * int(tokens)
                 count += int(tokens)
         engine.train()
@@ -300,6 +322,8 @@ def train_loop(loop_config: dict) -> None:
             "step_s": seconds,
             "start_step": start_step,  # > 0 after a resume: the checkpoint this attempt restored
         }
+        if device.type == "cuda":
+            record["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         if peak:
             record["mfu"] = fpt * padded / seconds / (peak * world)
         record.update({f"blocks_{kind}": n for kind, n in sorted(kinds.items())})
@@ -345,7 +369,9 @@ def _progress(record: dict, total: int) -> str:
     return "cprec train: " + "  ".join(parts)
 
 
-def _save(engine, model, tokenizer, step: int, final: bool, rank: int, record: dict, config: TrainConfig) -> None:
+def _save(
+    engine, model, tokenizer, step: int, final: bool, rank: int, record: dict, config: TrainConfig
+) -> None:
     """A DeepSpeed checkpoint (each worker writes its shards; Ray merges them in storage) plus, at
     the end, the HF export. Ray registers it only once every worker uploaded: never a partial one."""
     import ray.train

@@ -40,7 +40,9 @@ def chunked_cross_entropy(
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, labels.numel(), chunk_tokens):
         end = start + chunk_tokens
-        total = total + checkpoint(_chunk_loss, hidden[start:end], weight, labels[start:end], use_reentrant=False)
+        total = total + checkpoint(
+            _chunk_loss, hidden[start:end], weight, labels[start:end], use_reentrant=False
+        )
     return total
 
 
@@ -88,5 +90,7 @@ class PackedCausalLM(nn.Module):
             total = self.fused(self.head.weight, hidden, labels)
         else:
             total = chunked_cross_entropy(hidden, self.head.weight, labels, self.chunk_tokens)
+        # a micro-batch may hold no label at all (blocks of a lone EOS piece): keep the loss in the graph
+        total = total + 0.0 * hidden.sum()
         count = (labels != IGNORE).sum()
         return total / count.clamp(min=1), count

@@ -15,6 +15,7 @@ from cprec.trainer.config import TinyModelConfig, TrainConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def load_tokenizer(data_dir: str) -> PreTrainedTokenizerBase:
@@ -37,41 +38,52 @@ def load_tokenizer(data_dir: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+def tiny_model(
+    config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase, attn_implementation: str = "sdpa"
+) -> PreTrainedModel:
     """A randomly initialised Qwen2- or Llama-shaped causal LM over the tokenizer's vocabulary."""
     from transformers import LlamaConfig, Qwen2Config
 
-    shape = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        intermediate_size=config.intermediate_size,
-        max_position_embeddings=config.max_position_embeddings,
-        tie_word_embeddings=config.tie_word_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=False,
-    )
+    shape = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "intermediate_size": config.intermediate_size,
+        "max_position_embeddings": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "use_cache": False,
+    }
     model_config = Qwen2Config(**shape) if config.arch == "qwen2" else LlamaConfig(**shape)
-    return AutoModelForCausalLM.from_config(model_config, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_config(model_config, attn_implementation=attn_implementation)
 
 
-def load_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype) -> PreTrainedModel:
+def load_model(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype
+) -> PreTrainedModel:
     """The model to train, its embeddings sized to the tokenizer, its KV cache off (packed training)."""
     if not config.model:
-        model = tiny_model(config.tiny, tokenizer).to(dtype)
+        model = tiny_model(config.tiny, tokenizer, config.attn_implementation).to(dtype)
     else:
         check_tokenizer_matches(config.model, tokenizer, config.allow_tokenizer_mismatch)
         try:
-            model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype, attn_implementation="sdpa")
+            model = AutoModelForCausalLM.from_pretrained(
+                config.model, dtype=dtype, attn_implementation=config.attn_implementation
+            )
         except OSError as exc:
             raise CPRecError(f"cannot load model {config.model!r}: {str(exc).splitlines()[0]}") from exc
         rows = model.get_input_embeddings().weight.shape[0]
         if rows < len(tokenizer):
-            log.warning("resizing %s's embeddings from %d to the tokenizer's %d tokens", config.model, rows, len(tokenizer))
+            log.warning(
+                "resizing %s's embeddings from %d to the tokenizer's %d tokens",
+                config.model,
+                rows,
+                len(tokenizer),
+            )
             model.resize_token_embeddings(len(tokenizer))
     model.config.use_cache = False  # with a cache transformers would not detect the packed documents
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -84,9 +96,13 @@ def load_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: t
 
 def check_tokenizer_matches(model: str, tokenizer: PreTrainedTokenizerBase, allow: bool) -> None:
     """A model trained with another vocabulary would see unrelated embeddings: say so loudly."""
+    local = Path(model)
+    ships_tokenizer = not local.is_dir() or any((local / name).exists() for name in TOKENIZER_FILES)
     try:
-        own = AutoTokenizer.from_pretrained(model)
+        own = AutoTokenizer.from_pretrained(model) if ships_tokenizer else None
     except (OSError, ValueError):
+        own = None
+    if own is None:
         log.warning("%s ships no tokenizer; training it with the data build's tokenizer", model)
         return
     if own.get_vocab() == tokenizer.get_vocab():

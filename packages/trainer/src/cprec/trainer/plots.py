@@ -23,7 +23,9 @@ def plot_schedule(config: ScheduleConfig, total: int, out: str | Path) -> Path:
     plt = _pyplot()
     warmup, stable, _ = phase_steps(total, config)
     lrs = [config.peak_lr * f for f in lr_factors(total, config)]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
     top.plot(range(total), lrs, color="tab:blue")
     for bound in (warmup, warmup + stable):
         top.axvline(bound, color="grey", lw=0.8, ls="--")
@@ -40,7 +42,9 @@ def plot_schedule(config: ScheduleConfig, total: int, out: str | Path) -> Path:
         shares = config.mixture.for_phase(phase)
         for kind in kinds:
             share = shares.get(kind, 0.0)
-            bottom.fill_between([start, end], bottom_share, bottom_share + share, color=colors[kind], label=kind)
+            bottom.fill_between(
+                [start, end], bottom_share, bottom_share + share, color=colors[kind], label=kind
+            )
             bottom_share += share
     handles, labels = bottom.get_legend_handles_labels()
     unique = dict(zip(labels, handles))  # one legend entry per kind, not per phase
