@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import TrainConfig
 from cprec.trainer.data import make_plan, read_units
@@ -14,6 +13,8 @@ from cprec.trainer.data import make_plan, read_units
 def config(build, **kwargs) -> TrainConfig:
     out = TrainConfig(data_dir=str(build), output_dir="unused", steps=40, unit_rows=4, **kwargs)
     out.scaling.num_workers = 2
+    out.schedule.mixture.warmup = out.schedule.mixture.stable = {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}
+    out.schedule.mixture.annealing = {"mixed": 0.9, "catalog": 0.1}
     return out
 
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import ScheduleConfig, TrainConfig
@@ -71,6 +70,8 @@ def test_empty_phases_and_rounding():
 
 def test_mixture_follows_the_phase():
     config = schedule("cosine")
+    config.mixture.warmup = config.mixture.stable = {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}
+    config.mixture.annealing = {"mixed": 0.9, "catalog": 0.1}
     assert mixture_at(0, TOTAL, config) == {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}
     assert mixture_at(75, TOTAL, config) == {"mixed": 0.9, "catalog": 0.1}
 

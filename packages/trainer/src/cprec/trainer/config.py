@@ -29,16 +29,17 @@ class TinyModelConfig:
 
 @dataclass
 class MixtureConfig:
-    """Shares of document kinds (domain, mixed, catalog) drawn in each WSA phase; {} = in proportion to rows."""
+    """Shares of the token kinds (domain, mixed, catalog) drawn in each WSA phase.
 
-    warmup: dict[str, float] = option(
-        {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}, help="kind shares during warmup"
-    )
-    stable: dict[str, float] = option(
-        {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}, help="kind shares during the stable phase"
-    )
+    {} draws the kinds in proportion to their rows. configs/train.yaml holds the CPRec mixture
+    (domain .45 / mixed .45 / catalog .1, then mixed .9 / catalog .1 in annealing). Overrides merge
+    into a phase's mapping, so set a kind to 0 to drop it.
+    """
+
+    warmup: dict[str, float] = option({}, help="kind shares during warmup ({} = in proportion to rows)")
+    stable: dict[str, float] = option({}, help="kind shares during the stable phase ({} = in proportion to rows)")
     annealing: dict[str, float] = option(
-        {"mixed": 0.9, "catalog": 0.1}, help="kind shares during annealing (the move to all-domain behaviour)"
+        {}, help="kind shares during annealing, the move to all-domain behaviour ({} = in proportion to rows)"
     )
 
     def for_phase(self, phase: str) -> dict[str, float]:
