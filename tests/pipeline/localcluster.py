@@ -38,14 +38,18 @@ class LocalRayCluster:
         token_file = self.temp_root / "auth_token"
         token_file.write_text(os.urandom(16).hex())
         # Token authentication stays on; clients and nodes find the token where Ray documents it.
+        # `python` in job entrypoints must be this interpreter: its bin directory goes first on PATH.
         self.env = {
             **os.environ,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(token_file),
             "RAY_USAGE_STATS_ENABLED": "0",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
-        self.env.pop("RAY_ADDRESS", None)
+        for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):  # either would override this cluster's settings
+            self.env.pop(name, None)
         self.processes: list[subprocess.Popen] = []
+        self.logs: list = []
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
 
@@ -61,22 +65,32 @@ class LocalRayCluster:
         resources = dict(resources)
         cpus = resources.pop("CPU", 1)
         args = [
-            RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+            RAY,
+            "start",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
             f"--resources={json.dumps(resources)}",
-            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
             f"--metrics-export-port={free_port()}",
         ]
         if index == 0:
             args += [
-                "--head", f"--port={self.gcs_port}", f"--temp-dir={self.temp_root / 'ray'}",
+                "--head",
+                f"--port={self.gcs_port}",
+                f"--temp-dir={self.temp_root / 'ray'}",
                 f"--ray-client-server-port={free_port()}",
                 f"--include-dashboard={str(self.dashboard).lower()}",
-                "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}",
             ]
         else:
             args += [f"--address={self.address}"]
-        log = open(self.temp_root / f"node{index}.log", "w")
+        log = open(self.temp_root / f"node{index}.log", "w")  # noqa: SIM115 (closed in stop())
+        self.logs.append(log)
         self.processes.append(
             subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
@@ -84,19 +98,26 @@ class LocalRayCluster:
     def _wait_for_nodes(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         probe = (
-            "import ray; ray.init(address='{a}', logging_level='ERROR');"
+            f"import ray; ray.init(address='{self.address}', logging_level='ERROR');"
             "print(sum(1 for n in ray.nodes() if n['Alive']))"
-        ).format(a=self.address)
+        )
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"a Ray node exited early; see {self.temp_root}/node*.log")
             result = subprocess.run(
-                [sys.executable, "-c", probe], env=self.env, capture_output=True, text=True, timeout=60
+                [sys.executable, "-c", probe],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             )
-            if result.returncode == 0 and result.stdout.strip().splitlines()[-1:] == [str(len(self.nodes))]:
-                if not self.dashboard or self._dashboard_up():
-                    return
+            alive = result.returncode == 0 and result.stdout.strip().splitlines()[-1:] == [
+                str(len(self.nodes))
+            ]
+            if alive and (not self.dashboard or self._dashboard_up()):
+                return
             time.sleep(2)
         raise TimeoutError(f"Ray cluster did not come up; see {self.temp_root}/node*.log")
 
@@ -109,7 +130,7 @@ class LocalRayCluster:
         except OSError:
             return False
 
-    def __enter__(self) -> LocalRayCluster:
+    def __enter__(self) -> LocalRayCluster:  # noqa: PYI034
         self._start_node(0, self.nodes[0])
         time.sleep(3)
         for index, resources in enumerate(self.nodes[1:], start=1):
@@ -135,3 +156,6 @@ class LocalRayCluster:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()

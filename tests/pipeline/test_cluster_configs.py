@@ -19,7 +19,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from cprec.core.cli import STAGES, build_parser
 from cprec.core.config import load_config
 
@@ -120,7 +119,9 @@ def test_gcp_node_types_declare_resources_and_gce_scheduling():
     types = load(CLUSTERS / "gcp.yaml")["available_node_types"]
     assert types["cpu_worker"]["resources"]["CPU"] > 0
     gpu = types["gpu_worker"]
-    assert gpu["resources"]["GPU"] == sum(a["acceleratorCount"] for a in gpu["node_config"]["guestAccelerators"])
+    assert gpu["resources"]["GPU"] == sum(
+        a["acceleratorCount"] for a in gpu["node_config"]["guestAccelerators"]
+    )
     for node_type in types.values():
         scheduling = node_type["node_config"].get("scheduling", {})
         assert isinstance(scheduling, dict)
@@ -170,7 +171,9 @@ def test_kuberay_cluster_keeps_token_auth_and_matches_the_image():
     assert cluster["spec"]["authOptions"]["mode"] == "token"
     ray_version = importlib.metadata.version("ray")
     assert cluster["spec"]["rayVersion"] == ray_version
-    base_image = re.search(r"^FROM rayproject/ray:(\S+)", (KUBERAY / "Dockerfile").read_text(), re.M).group(1)
+    base_image = re.search(
+        r"^FROM rayproject/ray:(\S+)", (KUBERAY / "Dockerfile").read_text(), re.MULTILINE
+    ).group(1)
     assert base_image.startswith(f"{ray_version}-py311")
     names = {cluster["metadata"]["name"]}
     for name in MANIFESTS:
@@ -244,7 +247,9 @@ def test_entrypoint_parses_and_its_overrides_exist(where, entrypoint):
         config_path = REPO / args.config.removeprefix(IMAGE_ROOT)
         assert config_path.is_file(), f"{where}: config {args.config} is not in the repository"
         if args.config.startswith(IMAGE_ROOT):  # the image must hold it: a directory the Dockerfile copies
-            copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)", (KUBERAY / "Dockerfile").read_text(), re.M)
+            copied = re.findall(
+                r"^COPY\s+(?:--\S+\s+)*(\S+)", (KUBERAY / "Dockerfile").read_text(), re.MULTILINE
+            )
             relative = args.config.removeprefix(IMAGE_ROOT)
             assert any(relative.startswith(c.rstrip("/") + "/") for c in copied), f"{relative} not in image"
     base = None
