@@ -38,6 +38,8 @@ def register(subparsers: Any) -> None:
     def dispatch(args: argparse.Namespace) -> Any:
         if args.overrides and args.overrides[0] == "report":
             return _report(args.config, args.overrides[1:])
+        if args.overrides and args.overrides[0] == "run":  # `cprec eval run ...` reads as `cprec eval ...`
+            args.overrides = args.overrides[1:]
         return evaluate_handler(args)
 
     parser.set_defaults(handler=dispatch)

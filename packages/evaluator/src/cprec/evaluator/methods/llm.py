@@ -31,7 +31,11 @@ def load_tokenizer(model_path: str):
     """The model's tokenizer, checked against its config: a missing path or a mismatch is a CPRecError."""
     from transformers import AutoConfig, AutoTokenizer
 
-    if storage.is_local(model_path) and not storage.local_path(model_path).exists():
+    if (
+        storage.is_local(model_path)
+        and not storage.local_path(model_path).exists()
+        and not _hub_id(model_path)
+    ):
         raise CPRecError(f"model path does not exist: {model_path}")
     try:
         config = AutoConfig.from_pretrained(model_path)
@@ -50,6 +54,11 @@ def load_tokenizer(model_path: str):
             f"tokenizer at {model_path} has no EOS token (documents end with EOS in pre-training)"
         )
     return tokenizer
+
+
+def _hub_id(name: str) -> bool:
+    """'org/name' (not a path that merely is missing) is left to transformers to fetch from the hub."""
+    return not name.startswith(("/", ".", "~")) and name.count("/") == 1
 
 
 def tokenize_catalogue(tokenizer, item_texts: list[str], max_tokens: int) -> list[list[int]]:

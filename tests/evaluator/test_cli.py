@@ -1,0 +1,53 @@
+import subprocess
+import sys
+
+import yaml
+
+from cprec.core.cli import main
+
+from conftest import catalogue, write_data_dir
+
+
+def config_file(tmp_path, **extra):
+    events = [(f"u{u}", f"GA{(u + k) % 12:04d}", k) for u in range(6) for k in range(4)]
+    data = write_data_dir(tmp_path / "garden", "Garden", catalogue("Garden", 12), events)
+    config = {
+        "out_dir": str(tmp_path / "eval"),
+        "datasets": [{"name": "garden", "platform": "marketplace", "data_dir": str(data)}],
+        "bootstrap": 50,
+        "ks": [5, 10],
+        **extra,
+    }
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    missing = {"methods": [{"kind": "llm", "model": str(tmp_path / "no-model")}]}
+    assert main(["eval", "--config", str(config_file(tmp_path, **missing))]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "model path does not exist" in error
+
+    assert main(["eval", "--config", str(config_file(tmp_path)), "ks=[5,10,50]"]) == 2
+    assert "K=50 is larger than the 12 ranked items of dataset 'garden'" in capsys.readouterr().err
+
+    assert main(["eval", "--config", str(config_file(tmp_path)), "methods=[{kind: magic}]"]) == 2
+    assert "method kind 'magic'" in capsys.readouterr().err
+
+    assert main(["eval", "report", f"out_dir={tmp_path / 'nothing'}"]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_baselines_run_and_the_module_entry_point(tmp_path):
+    methods = {"methods": [{"kind": "popularity"}, {"kind": "content"}]}
+    result = subprocess.run(
+        [sys.executable, "-m", "cprec.evaluator", "run", "--config", str(config_file(tmp_path, **methods))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "garden: best test ndcg@10" in result.stdout
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| popularity | - |" in report and "| content | - |" in report
