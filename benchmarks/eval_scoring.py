@@ -18,16 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from cprec.core.template import history_prompt, item_text
 from cprec.evaluator.config import LLMConfig
 from cprec.evaluator.methods.llm import PrefixScorer, end_token_ids, tokenize_catalogue
 
-WORDS = (
-    "amber velvet harbor quiet cedar lantern copper meadow silver falcon linen orchard cobalt ember "
-    "willow granite maple coral indigo tide summit prairie juniper saffron marble"
-).split()
-KINDS = "lamp kettle scarf novel mug clock candle jacket planter puzzle easel notebook".split()
+WORDS = ["amber", "velvet", "harbor", "quiet", "cedar", "lantern", "copper", "meadow", "silver", "falcon", "linen", "orchard", "cobalt", "ember", "willow", "granite", "maple", "coral", "indigo", "tide", "summit", "prairie", "juniper", "saffron", "marble"]
+KINDS = ["lamp", "kettle", "scarf", "novel", "mug", "clock", "candle", "jacket", "planter", "puzzle", "easel", "notebook"]
 
 
 def make_catalogue(size: int, seed: int) -> list[str]:

@@ -2,10 +2,8 @@ import subprocess
 import sys
 
 import yaml
-
-from cprec.core.cli import main
-
 from conftest import catalogue, write_data_dir
+from cprec.core.cli import main
 
 
 def config_file(tmp_path, **extra):
