@@ -120,3 +120,15 @@ def test_sampled_protocol_is_labelled_and_k_beyond_catalogue_fails(tmp_path, wor
     assert "sampled: 1 positive + 5 random negatives" in (tmp_path / "eval" / REPORT_FILE).read_text()
     with pytest.raises(CPRecError, match="K=20 is larger than the 6 ranked items"):
         evaluate(load_config(EvalConfig, base=sampled))
+
+
+@pytest.mark.slow
+def test_sft_on_every_dataset(tmp_path, world, ray_local):
+    model = tiny_model(tmp_path / "lm", ["History in Garden:\n[Garden] red lamp | brand: x"] * 5)
+    base = eval_config(tmp_path, world, model)
+    base["methods"] = [{"kind": "popularity"}, {"kind": "sft", "name": "sft", "model": str(model)}]
+    results = evaluate(load_config(EvalConfig, base=base))
+    assert len(results["datasets"]) == 5
+    for name, dataset in results["datasets"].items():
+        assert dataset["methods"]["sft"]["variant"] in ("sum", "mean", "pmi")
+        assert (tmp_path / "eval" / "sft" / "sft" / name / "train" / "model" / "config.json").exists()
