@@ -33,10 +33,12 @@ def add_config_command(
     help: str,
     description: str = "",
     example: str = "",
+    base: Callable[[argparse.Namespace], dict] | None = None,
 ) -> argparse.ArgumentParser:
     """A subcommand taking `--config FILE` and `key=value` overrides of a config dataclass.
 
-    Its --help lists every option with its type, default and meaning.
+    `base(args)`, when given, supplies a layer under the file (e.g. a preset chosen by a flag the
+    caller adds to the returned parser). Its --help lists every option with its type, default and meaning.
     """
     epilog = "options (set in the --config YAML or as key=value overrides):\n" + "\n".join(describe(config_cls))
     if example:
@@ -52,7 +54,8 @@ def add_config_command(
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied after the file")
 
     def run(args: argparse.Namespace) -> Any:
-        return handler(load_config(config_cls, args.config, args.overrides), args)
+        layer = base(args) if base is not None else None
+        return handler(load_config(config_cls, args.config, args.overrides, base=layer), args)
 
     parser.set_defaults(handler=run)
     return parser

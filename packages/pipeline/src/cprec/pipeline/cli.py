@@ -1,0 +1,42 @@
+"""`cprec run`: the main job. Imports stay cheap; the stages load their libraries when they start."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cprec.core.cli import add_config_command
+
+
+def register(subparsers: Any) -> None:
+    from cprec.pipeline.config import RunConfig
+    from cprec.pipeline.presets import load_preset, preset_names
+
+    parser = add_config_command(
+        subparsers,
+        "run",
+        RunConfig,
+        _run,
+        help="run the whole pipeline (world, data, base model, CPT, ablations, evaluation, report)",
+        description=(
+            "Runs every stage on a preset and writes <out_dir>/report.md. Stages whose inputs and config "
+            "did not change are reused, so re-running after a failure continues where it stopped. "
+            f"Presets: {', '.join(preset_names())} (smoke: minutes, for CI; default: the README's main job, "
+            "under 30 minutes on 2 CPU cores; large: for a GPU machine)."
+        ),
+        example="cprec run --preset smoke until=data out_dir=runs/try",
+        base=lambda args: load_preset(args.preset),
+    )
+    parser.add_argument(
+        "--preset", default="default", help="preset name or YAML path; the layer under --config (default: default)"
+    )
+
+
+def _run(config: Any, args: argparse.Namespace) -> None:
+    from cprec.core import storage
+    from cprec.pipeline.run import run
+
+    preset = args.preset.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+    root = run(config, preset)
+    report = storage.join(root, "report.md")
+    print(f"[cprec run] finished: {report if storage.exists(report) else root}")

@@ -1,0 +1,26 @@
+"""Presets: named `cprec run` configs shipped with the package (presets/<name>.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cprec.core.errors import CPRecError
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    """The preset's sections as a dict; `name` is a shipped preset or a path to a YAML file."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise CPRecError(f"unknown preset {name!r}: choose one of {', '.join(preset_names())} or give a .yaml path")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise CPRecError(f"preset {path} must hold a mapping")
+    return data

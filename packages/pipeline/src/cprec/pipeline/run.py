@@ -1,0 +1,137 @@
+"""`cprec run`: the whole pipeline on a preset, every stage content-addressed and reusable.
+
+world -> data (pre-training corpus) -> base (tiny model on catalogue text alone: the stand-in for a
+general LLM's open-world knowledge) -> cpt (CPRec: continual pre-training from the base with WSA)
+and the ablation variants -> eval (five downstream datasets, every method) -> report.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from cprec.core import storage
+from cprec.core.config import load_config
+from cprec.pipeline.config import STAGES, RunConfig
+from cprec.pipeline.stages import StageRunner
+
+BASE_NAME = "Base"
+CPREC_NAME = "CPRec"
+
+
+def layered(*sections: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of config sections, later ones winning."""
+    merged = OmegaConf.merge(*[OmegaConf.create(s or {}) for s in sections])
+    return OmegaConf.to_container(merged)  # type: ignore[return-value]
+
+
+def _upto(config: RunConfig, stage: str) -> bool:
+    return STAGES.index(stage) <= STAGES.index(config.until)
+
+
+def run(config: RunConfig, preset: str) -> str:
+    """Runs the stages up to `config.until`; returns the root directory (report.md at its top)."""
+    from cprec.data_prep.build import BuildConfig, build
+    from cprec.data_prep.synth import SynthConfig, synthesize
+
+    config.validate()
+    root = config.out_dir or f"runs/{preset}"
+    if storage.is_local(root):
+        root = str(storage.local_path(root).absolute())
+    runner = StageRunner(root)
+
+    world = runner.run(
+        "world", lambda out: load_config(SynthConfig, base=layered(config.synth, {"out_dir": out})), synthesize
+    )
+    world_json = storage.join(world.path, "world.json")
+    if not _upto(config, "data"):
+        return _finish(runner, root, preset, config)
+
+    def build_stage(name: str, section: dict) -> str:
+        def configure(out: str) -> BuildConfig:
+            return load_config(BuildConfig, base=layered(section, {"world": world_json, "out_dir": out}))
+
+        return runner.run(name, configure, build).path
+
+    data_dir = build_stage("data", config.data)
+    data_dirs = {"main": data_dir}
+    if any(v.data == "control" for v in config.variants):
+        data_dirs["control"] = build_stage("control", layered(config.data, config.control))
+    if not _upto(config, "base"):
+        return _finish(runner, root, preset, config)
+
+    base_model = _train(runner, "base", layered(config.train, config.base), data_dir, model="")
+    if not _upto(config, "cpt"):
+        return _finish(runner, root, preset, config)
+
+    cpt_section = layered(config.train, config.cpt)
+    models = {CPREC_NAME: _train(runner, "cpt", cpt_section, data_dir, model=base_model)}
+    for variant in config.variants:
+        stage = "variant-" + "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
+        models[variant.name] = _train(
+            runner, stage, layered(cpt_section, variant.train), data_dirs[variant.data], model=base_model
+        )
+    if not _upto(config, "eval"):
+        return _finish(runner, root, preset, config)
+
+    eval_dir = _evaluate(runner, config, world_json, base_model, models)
+    if _upto(config, "report"):
+        from cprec.pipeline.report import write_run_report
+
+        write_run_report(root, preset, runner.manifest(), eval_dir, _training_dirs(runner))
+    return _finish(runner, root, preset, config)
+
+
+def _train(runner: StageRunner, stage: str, section: dict, data_dir: str, model: str) -> str:
+    """One training run as a stage; returns the exported model directory."""
+    from cprec.trainer.config import TrainConfig
+    from cprec.trainer.fit import MODEL_DIR, fit
+
+    def configure(out: str) -> TrainConfig:
+        fixed = {"data_dir": data_dir, "model": model, "output_dir": out, "checkpoint": {"name": stage}}
+        return load_config(TrainConfig, base=layered(section, fixed))
+
+    result = runner.run(stage, configure, fit)
+    return storage.join(result.path, MODEL_DIR)
+
+
+def _training_dirs(runner: StageRunner) -> dict[str, str]:
+    return {
+        r.name: r.path for r in runner.results if r.name in ("base", "cpt") or r.name.startswith("variant-")
+    }
+
+
+def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_model: str, models: dict) -> str:
+    from cprec.evaluator.config import EvalConfig
+    from cprec.evaluator.evaluate import evaluate
+
+    methods: list[dict] = [
+        {"kind": "popularity", "name": "Popularity"},
+        {"kind": "content", "name": "Content (TF-IDF)"},
+        {"kind": "sasrec", "name": "SASRec"},
+        {"kind": "llm", "name": f"{BASE_NAME} zero-shot", "model": base_model},
+        {"kind": "sft", "name": f"{BASE_NAME} + SFT", "model": base_model},
+        {"kind": "llm", "name": f"{CPREC_NAME} zero-shot", "model": models[CPREC_NAME]},
+        {"kind": "sft", "name": f"{CPREC_NAME} + SFT", "model": models[CPREC_NAME]},
+    ]
+    for variant in config.variants:
+        methods.append({"kind": "llm", "name": f"{variant.name} zero-shot", "model": models[variant.name]})
+        if variant.sft:
+            methods.append({"kind": "sft", "name": f"{variant.name} + SFT", "model": models[variant.name]})
+    fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(config.train, config.sft)}}
+
+    def configure(out: str) -> EvalConfig:
+        return load_config(EvalConfig, base=layered(config.eval, fixed, {"out_dir": out}))
+
+    return runner.run("eval", configure, evaluate).path
+
+
+def _finish(runner: StageRunner, root: str, preset: str, config: RunConfig) -> str:
+    fs, path = storage.filesystem(storage.join(root, "run.json"))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as stream:
+        record = {"preset": preset, "until": config.until, "stages": runner.manifest()}
+        stream.write(json.dumps(record, indent=2).encode())
+    return root
