@@ -112,11 +112,9 @@ class SASRecMethod(Method):
         for epoch in range(1, options.epochs + 1):
             self.model.train()
             losses = []
-            for batch in np.array_split(
-                self.rng.permutation(len(sequences)), max(1, -(-len(sequences) // options.batch_size))
-            ):
-                if len(batch) == 0:
-                    continue
+            order = self.rng.permutation(len(sequences))
+            for start in range(0, len(order), options.batch_size):
+                batch = order[start : start + options.batch_size]
                 loss = self._loss(inputs[batch], targets[batch], [seen[i] for i in batch], dataset.n_items)
                 optimizer.zero_grad()
                 loss.backward()
@@ -170,8 +168,9 @@ class SASRecMethod(Method):
         users = np.arange(dataset.n_users)
         scores = self.score(dataset, "valid", users)[""]
         excluded = np.zeros(scores.shape, dtype=bool)
-        for row, user in enumerate(users):
-            excluded[row, dataset.history("valid", user)] = True
+        if self.config.mask_history:  # the same ranking rule as the evaluation itself
+            for row, user in enumerate(users):
+                excluded[row, dataset.history("valid", user)] = True
         greater, ties = count_ranks(scores, dataset.valid[users], excluded)
         return float(rank_metrics(greater, ties, [10], self.config.ties)["ndcg@10"].mean())
 
