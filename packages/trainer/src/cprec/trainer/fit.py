@@ -28,8 +28,11 @@ def run_storage(config: TrainConfig) -> str:
     return str(storage.local_path(path).absolute()) if storage.is_local(path) else path
 
 
-def fit(config: TrainConfig) -> TrainResult:
-    """Trains (or resumes, or finds finished) the run `checkpoint.name` in its storage, and exports it."""
+def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Trains (or resumes, or finds finished) the run `checkpoint.name` in its storage, and exports it.
+
+    `callbacks`: Ray Train callbacks for the run, e.g. Tune's TuneReportCallback when a Tune trial trains.
+    """
     import ray.train
     from cprec.core.raytools import init_ray
     from cprec.trainer.data import DatasetFactory, make_plan
@@ -69,6 +72,7 @@ def fit(config: TrainConfig) -> TrainResult:
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
             failure_config=FailureConfig(max_failures=config.checkpoint.max_failures),
+            callbacks=callbacks,
         ),
         datasets=DatasetFactory(plan, hint_uri).datasets(),
         dataset_config=DataConfig(datasets_to_split=[], execution_options=options),
