@@ -22,8 +22,47 @@ from cprec.core.template import history_prompt, item_text
 from cprec.evaluator.config import LLMConfig
 from cprec.evaluator.methods.llm import PrefixScorer, end_token_ids, tokenize_catalogue
 
-WORDS = ["amber", "velvet", "harbor", "quiet", "cedar", "lantern", "copper", "meadow", "silver", "falcon", "linen", "orchard", "cobalt", "ember", "willow", "granite", "maple", "coral", "indigo", "tide", "summit", "prairie", "juniper", "saffron", "marble"]
-KINDS = ["lamp", "kettle", "scarf", "novel", "mug", "clock", "candle", "jacket", "planter", "puzzle", "easel", "notebook"]
+WORDS = [
+    "amber",
+    "velvet",
+    "harbor",
+    "quiet",
+    "cedar",
+    "lantern",
+    "copper",
+    "meadow",
+    "silver",
+    "falcon",
+    "linen",
+    "orchard",
+    "cobalt",
+    "ember",
+    "willow",
+    "granite",
+    "maple",
+    "coral",
+    "indigo",
+    "tide",
+    "summit",
+    "prairie",
+    "juniper",
+    "saffron",
+    "marble",
+]
+KINDS = [
+    "lamp",
+    "kettle",
+    "scarf",
+    "novel",
+    "mug",
+    "clock",
+    "candle",
+    "jacket",
+    "planter",
+    "puzzle",
+    "easel",
+    "notebook",
+]
 
 
 def make_catalogue(size: int, seed: int) -> list[str]:
@@ -94,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_model(Path(tmp) / "model", texts, args.hidden, args.layers)
         scorer = PrefixScorer(str(path), LLMConfig(batch_size=args.batch_size), device=args.device)
-        catalogue = tokenize_catalogue(scorer.tokenizer, texts, 64)
+        catalogue = tokenize_catalogue(scorer.tokenizer, texts)
         scorer.set_catalogue(catalogue, end_token_ids(scorer.tokenizer, catalogue, "item_end"))
         scorer.score_prompts(prompts[:1])  # warm-up
 

@@ -19,7 +19,7 @@ TEXTS = [row["text"] for row in catalogue("Garden", 40)]
 
 def scorer(path, end="item_end", batch_size=7) -> PrefixScorer:
     scorer = PrefixScorer(str(path), LLMConfig(batch_size=batch_size, end=end))
-    tokens = tokenize_catalogue(scorer.tokenizer, TEXTS, 64)
+    tokens = tokenize_catalogue(scorer.tokenizer, TEXTS)
     scorer.set_catalogue(tokens, end_token_ids(scorer.tokenizer, tokens, end))
     return scorer
 

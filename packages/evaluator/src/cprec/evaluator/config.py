@@ -69,7 +69,6 @@ class SASRecConfig:
 class LLMConfig:
     batch_size: int = option(256, help="candidate continuations per forward pass")
     max_history: int = option(50, help="most recent history items in a prompt (pre-training's max_items)")
-    max_item_tokens: int = option(64, help="longest candidate continuation, in tokens")
     end: str = option(
         "item_end",
         help="how a candidate ends: item_end (log p of the item separator or EOS next), eos, or none",

@@ -61,10 +61,10 @@ def _hub_id(name: str) -> bool:
     return not name.startswith(("/", ".", "~")) and name.count("/") == 1
 
 
-def tokenize_catalogue(tokenizer, item_texts: list[str], max_tokens: int) -> list[list[int]]:
-    """Each item's continuation tokens, once per catalogue (no special tokens, cut to max_tokens)."""
-    encoded = tokenizer([continuation(t) for t in item_texts], add_special_tokens=False)["input_ids"]
-    return [ids[:max_tokens] for ids in encoded]
+def tokenize_catalogue(tokenizer, item_texts: list[str]) -> list[list[int]]:
+    """Each item's continuation tokens, once per catalogue, whole: the template already bounds an
+    item's text, and a cut candidate would be scored as ending where it does not."""
+    return tokenizer([continuation(t) for t in item_texts], add_special_tokens=False)["input_ids"]
 
 
 def end_token_ids(tokenizer, catalogue: list[list[int]], end: str) -> list[int]:
@@ -255,7 +255,7 @@ class ScoringPool:
 
     def set_catalogue(self, item_texts: list[str]) -> np.ndarray:
         """Tokenizes the catalogue once, hands it to every scorer; returns the scored tokens per item."""
-        catalogue = tokenize_catalogue(self.tokenizer, item_texts, self.options.max_item_tokens)
+        catalogue = tokenize_catalogue(self.tokenizer, item_texts)
         end_ids = end_token_ids(self.tokenizer, catalogue, self.options.end)
         self.end_kind = "none" if not end_ids else ("eos" if len(end_ids) == 1 else "separator or eos")
         if not self.actors:
