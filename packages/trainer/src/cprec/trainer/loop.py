@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -288,28 +289,30 @@ def train_loop(loop_config: dict) -> None:
         return total / max(count, 1)
 
     for step in range(start_step, config.steps):
-        if step == config.fail_at_step and rank == world - 1:
+        if config.fail_at_step and step == config.fail_at_step and rank == world - 1:
             marker = storage.join(config.output_dir, ".injected-failure")
             if not storage.exists(marker):
                 _write_json(marker, {"step": step})
                 raise RuntimeError(f"injected failure at step {step} (fail_at_step)")
         started = time.perf_counter()
         lr = engine.get_lr()[0]
-        loss_sum = label_count = tokens = padded = 0.0
+        # summed on the device: one host sync per step, not per micro-batch
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*labels, labels, real tokens, all tokens
         kinds: dict[str, int] = {}
         for batch, counts in batches.step(step):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             loss, count = engine(**batch)
             engine.backward(loss)
             engine.step()
-            loss_sum += float(loss.detach()) * int(count)
-            label_count += int(count)
-            tokens += int((batch["document_ids"] >= 0).sum())
-            padded += batch["input_ids"].numel()
+            sums[0] += loss.detach().double() * count
+            sums[1] += count
+            sums[2] += (batch["document_ids"] >= 0).sum()
+            sums[3] += batch["input_ids"].numel()
             for kind, n in counts.items():
                 kinds[kind] = kinds.get(kind, 0) + n
         grad_norm = engine.get_global_grad_norm()
-        loss_sum, label_count, tokens, padded = all_sum(loss_sum, label_count, tokens, padded)
+        dist.all_reduce(sums)
+        loss_sum, label_count, tokens, padded = sums.tolist()
         seconds = time.perf_counter() - started
         done = step + 1
         record = {
@@ -333,7 +336,9 @@ def train_loop(loop_config: dict) -> None:
         if log is not None:
             log.add(record)
             if done % config.log_every == 0 or final or done == start_step + 1:
-                print(_progress(record, config.steps), flush=True)
+                # not print(): Ray Train patches it to also log the line, which shows it twice
+                sys.stdout.write(_progress(record, config.steps) + "\n")
+                sys.stdout.flush()
         if final or done % config.checkpoint.every == 0:
             _save(engine, model, tokenizer, done, final, rank, record, config)
             if log is not None:

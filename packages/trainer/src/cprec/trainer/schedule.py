@@ -11,10 +11,12 @@ holds peak_lr for S steps, annealing falls from peak_lr towards min_lr over A st
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
 from cprec.trainer.config import PHASES, ScheduleConfig
-from transformers import get_wsd_schedule
+
+if TYPE_CHECKING:
+    import torch
 
 
 def phase_steps(total: int, config: ScheduleConfig) -> tuple[int, int, int]:
@@ -36,6 +38,9 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, total: int, config: ScheduleConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """The torch LR scheduler of the WSA schedule; the optimizer's lr must be peak_lr."""
+    import torch
+    from transformers import get_wsd_schedule
+
     warmup, stable, annealing = phase_steps(total, config)
     if config.shape != "exponential":
         return get_wsd_schedule(
@@ -61,6 +66,8 @@ def make_scheduler(
 
 def lr_factors(total: int, config: ScheduleConfig, steps: range | None = None) -> list[float]:
     """LR / peak_lr at each step, read from the training scheduler itself."""
+    import torch
+
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     factor = make_scheduler(optimizer, total, config).lr_lambdas[0]
     return [float(factor(step)) for step in (steps if steps is not None else range(total))]
