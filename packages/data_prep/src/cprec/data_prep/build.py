@@ -147,6 +147,8 @@ class _Build:
             "template_version": template.TEMPLATE_VERSION,
             "config": to_dict(config),
             "sources": [to_dict(s) for s in sources],
+            # a format-control build (sequences.scramble): documents of random items, no behaviour
+            "format_control": config.sequences.scramble,
         }
 
     @contextlib.contextmanager
@@ -175,10 +177,17 @@ class _Build:
             self.account(items_stats, clean_stats, reject_stats)
         with self.step("k-core"):
             survivors = self.kcore([distinct for _, distinct in cleaned])
+        # The format control draws from the final item set: the k-core survivors (every survivor keeps
+        # an event at the fixed point), or with k-core off every cleaned item; an object ref, never fetched.
+        pool = None
+        if c.sequences.scramble and c.stop_after != "interactions":
+            pool = survivors
+            if pool is None:
+                pool, _ = self.task(_union_task, num_returns=2).remote(threads, memory, *[d for _, d in cleaned])
         with self.step("interactions and sequences"):
             final = [
                 self.task(_final_task, num_returns=2).remote(
-                    self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory
+                    self.work, self.out, p, survivors, c.cleaning, c.sequences, c.stop_after, threads, memory, pool
                 )
                 for p in self.parts
             ]
@@ -490,8 +499,10 @@ def _final_task(
     stop_after: str,
     threads: int,
     memory: str,
+    pool: pa.Table | None = None,
 ) -> tuple[dict, pa.Table]:
-    """The partition's k-core survivors as interactions/, and its sequences/."""
+    """The partition's k-core survivors as interactions/, and its sequences/ (scrambled from `pool`,
+    the final item ids, when sequence_config.scramble)."""
     con = cleaning.connect(threads, memory)
     clean = files.read_table(storage.join(work, "clean", f"part-{part:05d}.parquet"))
     kept = cleaning.kcore_events(clean, items, cleaning_config.k_users, cleaning_config.per_domain, con)
@@ -511,7 +522,13 @@ def _final_task(
     }
     if stop_after != "interactions":
         catalogue = files.read_table(storage.join(work, "catalogue.parquet"))
-        seqs = sequences.build_sequences(kept, catalogue.select(["item_id", "text"]), sequence_config, con)
+        if pool is not None:
+            con.register("catalogue", catalogue)
+            con.register("pool_ids", pool)
+            pool = con.sql(
+                "SELECT item_id, domain FROM catalogue WHERE item_id IN (SELECT item_id FROM pool_ids)"
+            ).to_arrow_table()
+        seqs = sequences.build_sequences(kept, catalogue.select(["item_id", "text"]), sequence_config, con, pool)
         files.write_table(seqs, storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
         con.register("seqs", seqs)
         counts: dict = {}

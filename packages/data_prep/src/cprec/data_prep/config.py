@@ -39,6 +39,12 @@ class SequenceConfig:
     valid_fraction: float = option(0.02, help="share of users (by a stable hash of user_id) held out as 'valid'")
     catalog: bool = option(True, help="also write catalogue-replay documents (token kind 'catalog')")
     catalog_items: int = option(50, help="items per catalogue-replay document")
+    scramble: bool = option(
+        False,
+        help="format control: each sequence keeps its length, domain tags and timestamps but its items are "
+        "replaced by random items of the same domain drawn uniformly from the catalogue, in random order, so "
+        "documents look the same and carry no behaviour",
+    )
 
     def validate(self) -> None:
         unknown = sorted(set(self.kinds) - set(SEQUENCE_KINDS))

@@ -53,11 +53,16 @@ def build_sequences(
     texts: pa.Table,
     config: SequenceConfig,
     con: duckdb.DuckDBPyConnection | None = None,
+    pool: pa.Table | None = None,
 ) -> pa.Table:
     """SEQUENCES of the users in `interactions`: windows of their domain and mixed histories.
 
-    `texts` maps item_id -> text. Rows sorted by user_id, kind, domain, window.
+    `texts` maps item_id -> text. Rows sorted by user_id, kind, domain, window. With
+    `config.scramble`, `pool` (item_id, domain) is the whole catalogue the items are redrawn from
+    (every item of `interactions` is in it; `scrambled_positions` says how).
     """
+    if config.scramble and pool is None:
+        raise ValueError("sequences.scramble needs the catalogue to draw from (pool)")
     con = con or connect()
     window_macros(con)
     con.register("interactions", interactions)
@@ -86,6 +91,10 @@ def build_sequences(
             ) AND {hash_bucket('user_id', '#mixed')} < {share}
             """
         )
+    positions = f"SELECT *, window_of(i, n, {config.max_items}) AS w FROM ({' UNION ALL '.join(parts)})"
+    if config.scramble:
+        con.register("scramble_pool", pool)
+        positions = scrambled_positions(positions)
     rows = con.sql(
         f"""
         SELECT user_id, kind, seq_domain AS domain,
@@ -93,9 +102,7 @@ def build_sequences(
                list(timestamp ORDER BY i) AS timestamps,
                list(t.text ORDER BY i) AS texts,
                {split_expr('user_id', config.valid_fraction)} AS split
-        FROM (
-          SELECT *, window_of(i, n, {config.max_items}) AS w FROM ({' UNION ALL '.join(parts)})
-        ) JOIN texts t USING (item_id)
+        FROM ({positions}) JOIN texts t USING (item_id)
         GROUP BY user_id, kind, seq_domain, w
         HAVING count(*) >= {config.min_items}
         ORDER BY user_id, kind, domain, w
@@ -118,6 +125,57 @@ def build_sequences(
             "split": rows["split"],
         }
     ).cast(SEQUENCES)
+
+
+def scrambled_positions(positions: str) -> str:
+    """SQL of the format control: `positions` (one row per item of a window: user_id, kind,
+    seq_domain, item_id, timestamp, i, n, w) with every item replaced by a random item of the same
+    domain from the registered `scramble_pool` (item_id, domain).
+
+    The items of one domain in one window (a "slot group" of k positions) become k distinct items
+    (real histories never repeat an item) drawn uniformly, in random order, seeded by md5 of the
+    user, kind, window and domain, so a user's control documents do not depend on the partitioning.
+    Where the domain has more than 4k items: 2k draws with replacement, keeping the first k distinct
+    (a uniformly random ordered k-subset; cost O(k)). Otherwise, or in the rare case the 2k draws hold
+    fewer than k distinct items: the first k of the domain's items ordered by a seeded hash (cost
+    O(domain size), at most 4k). Lengths, timestamps, domains and windows are untouched.
+    """
+    return f"""
+    WITH pool AS (
+      SELECT item_id, domain, row_number() OVER (PARTITION BY domain ORDER BY item_id) - 1 AS r,
+             count(*) OVER (PARTITION BY domain) AS size
+      FROM scramble_pool
+    ), seeded AS (
+      SELECT p.* EXCLUDE (item_id), pool.domain AS item_domain, pool.size,
+             concat_ws(chr(31), p.user_id, p.kind, p.seq_domain, p.w, pool.domain) AS seed
+      FROM ({positions}) p JOIN pool USING (item_id)
+    ), slots AS (
+      SELECT *, row_number() OVER (PARTITION BY seed ORDER BY i) - 1 AS j, count(*) OVER (PARTITION BY seed) AS k
+      FROM seeded
+    ), slot_groups AS (
+      SELECT DISTINCT seed, item_domain, size, k FROM slots
+    ), draws AS (
+      SELECT seed, k, (md5_number_lower(concat_ws(chr(31), seed, c)) % size)::BIGINT AS r, c
+      FROM (SELECT seed, k, size, unnest(range(2 * k)) AS c FROM slot_groups WHERE 4 * k < size)
+    ), sparse AS (
+      SELECT seed, r, any_value(k) AS k, row_number() OVER (PARTITION BY seed ORDER BY min(c)) - 1 AS j
+      FROM draws GROUP BY seed, r
+    ), complete AS (
+      SELECT seed FROM sparse GROUP BY seed HAVING count(*) >= any_value(k)
+    ), dense AS (
+      SELECT g.seed, pool.r,
+             row_number() OVER (
+               PARTITION BY g.seed ORDER BY md5_number_lower(concat_ws(chr(31), g.seed, pool.item_id)), pool.item_id
+             ) - 1 AS j
+      FROM slot_groups g JOIN pool ON pool.domain = g.item_domain
+      WHERE g.seed NOT IN (SELECT seed FROM complete)
+    ), picks AS (
+      SELECT seed, r, j FROM sparse WHERE seed IN (SELECT seed FROM complete)
+      UNION ALL SELECT seed, r, j FROM dense
+    )
+    SELECT s.user_id, s.kind, s.seq_domain, pool.item_id, s.timestamp, s.i, s.n, s.w
+    FROM slots s JOIN picks USING (seed, j) JOIN pool ON pool.domain = s.item_domain AND pool.r = picks.r
+    """
 
 
 CATALOG_DOCS = pa.schema(
