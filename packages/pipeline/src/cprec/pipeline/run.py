@@ -107,19 +107,22 @@ def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_mode
     from cprec.evaluator.config import EvalConfig
     from cprec.evaluator.evaluate import evaluate
 
+    sft_only = {"datasets": list(config.sft_datasets)} if config.sft_datasets else {}
     methods: list[dict] = [
         {"kind": "popularity", "name": "Popularity"},
         {"kind": "content", "name": "Content (TF-IDF)"},
         {"kind": "sasrec", "name": "SASRec"},
         {"kind": "llm", "name": f"{BASE_NAME} zero-shot", "model": base_model},
-        {"kind": "sft", "name": f"{BASE_NAME} + SFT", "model": base_model},
+        {"kind": "sft", "name": f"{BASE_NAME} + SFT", "model": base_model, **sft_only},
         {"kind": "llm", "name": f"{CPREC_NAME} zero-shot", "model": models[CPREC_NAME]},
-        {"kind": "sft", "name": f"{CPREC_NAME} + SFT", "model": models[CPREC_NAME]},
+        {"kind": "sft", "name": f"{CPREC_NAME} + SFT", "model": models[CPREC_NAME], **sft_only},
     ]
     for variant in config.variants:
         methods.append({"kind": "llm", "name": f"{variant.name} zero-shot", "model": models[variant.name]})
         if variant.sft:
-            methods.append({"kind": "sft", "name": f"{variant.name} + SFT", "model": models[variant.name]})
+            methods.append(
+                {"kind": "sft", "name": f"{variant.name} + SFT", "model": models[variant.name], **sft_only}
+            )
     fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(config.train, config.sft)}}
 
     def configure(out: str) -> EvalConfig:
