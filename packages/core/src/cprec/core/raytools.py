@@ -9,7 +9,8 @@ import os
 def init_ray(num_cpus: int | None = None) -> None:
     """Joins the cluster named by RAY_ADDRESS (as under `ray job submit`), else starts a local one.
 
-    A local Ray binds to 127.0.0.1 and starts no dashboard: a laptop run opens no port to the network.
+    A local Ray binds to 127.0.0.1, dashboard included: a laptop run opens no port to the network.
+    The dashboard is on because Ray Train's placement-group cleaner and the state API need it.
     """
     import ray
 
@@ -19,10 +20,18 @@ def init_ray(num_cpus: int | None = None) -> None:
     common = dict(logging_level=logging.WARNING, log_to_driver=True, configure_logging=True)
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], **common)
+        quiet_ray_data()
         return
     ray.init(
         num_cpus=num_cpus,
-        include_dashboard=False,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         **common,
     )
+    quiet_ray_data()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's per-operator INFO lines drown a run's own progress; progress bars stay as configured."""
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
