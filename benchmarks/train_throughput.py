@@ -19,7 +19,6 @@ from datetime import date
 
 import numpy as np
 import torch
-
 from cprec.trainer.config import TinyModelConfig
 from cprec.trainer.loss import PackedCausalLM
 
