@@ -30,6 +30,7 @@ class VariantConfig:
 class RunConfig:
     out_dir: str = option("", help="root of all stage outputs; '' = runs/<preset>")
     until: str = option("report", help=f"last stage to run: {', '.join(STAGES)}")
+    seed: int = option(0, help="seed of the world, every training run and the evaluation (a section's own seed wins)")
     synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world); see `cprec data synth --help`")
     data: dict[str, Any] = option({}, help="BuildConfig options of the pre-training corpus; see `cprec data build --help`")
     control: dict[str, Any] = option(

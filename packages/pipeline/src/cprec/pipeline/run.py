@@ -42,8 +42,9 @@ def run(config: RunConfig, preset: str) -> str:
         root = str(storage.local_path(root).absolute())
     runner = StageRunner(root)
 
+    seeded = {"seed": config.seed}
     world = runner.run(
-        "world", lambda out: load_config(SynthConfig, base=layered(config.synth, {"out_dir": out})), synthesize
+        "world", lambda out: load_config(SynthConfig, base=layered(seeded, config.synth, {"out_dir": out})), synthesize
     )
     world_json = storage.join(world.path, "world.json")
     if not _upto(config, "data"):
@@ -62,11 +63,12 @@ def run(config: RunConfig, preset: str) -> str:
     if not _upto(config, "base"):
         return _finish(runner, root, preset, config)
 
-    base_model = _train(runner, "base", layered(config.train, config.base), data_dir, model="")
+    train_section = layered(seeded, config.train)
+    base_model = _train(runner, "base", layered(train_section, config.base), data_dir, model="")
     if not _upto(config, "cpt"):
         return _finish(runner, root, preset, config)
 
-    cpt_section = layered(config.train, config.cpt)
+    cpt_section = layered(train_section, config.cpt)
     models = {CPREC_NAME: _train(runner, "cpt", cpt_section, data_dir, model=base_model)}
     for variant in config.variants:
         stage = "variant-" + "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
@@ -123,10 +125,11 @@ def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_mode
             methods.append(
                 {"kind": "sft", "name": f"{variant.name} + SFT", "model": models[variant.name], **sft_only}
             )
-    fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(config.train, config.sft)}}
+    seeded = {"seed": config.seed}
+    fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(seeded, config.train, config.sft)}}
 
     def configure(out: str) -> EvalConfig:
-        return load_config(EvalConfig, base=layered(config.eval, fixed, {"out_dir": out}))
+        return load_config(EvalConfig, base=layered(seeded, config.eval, fixed, {"out_dir": out}))
 
     return runner.run("eval", configure, evaluate).path
 
