@@ -73,6 +73,18 @@ def test_scrambled_sequences_keep_every_shape_and_lose_the_choices():
     assert again.equals(fake)
 
 
+def test_windows_whose_draws_repeat_one_item_still_get_distinct_items():
+    # 2 items of 9: the 4 draws are all one item for ~1 window in 729 (2 of these 4000), which must
+    # then take the shuffle path instead of losing a position
+    rows = [(f"u{u}", f"i{(u + n) % 9}", "Books", n) for u in range(4000) for n in range(2)]
+    pool = pa.table({"item_id": [f"i{n}" for n in range(9)], "domain": ["Books"] * 9})
+    texts = pa.table({"item_id": pool["item_id"], "text": pool["item_id"]})
+    config = SequenceConfig(kinds=["domain"], scramble=True)
+    seqs = build_sequences(pa.table(list(zip(*rows)), schema=INTERACTIONS), texts, config, pool=pool)
+    assert seqs.num_rows == 4000
+    assert all(len(set(ids)) == 2 for ids in seqs["item_ids"].to_pylist())
+
+
 def test_scramble_needs_a_pool():
     events, texts, _, _ = tiny_log()
     with pytest.raises(ValueError, match="pool"):

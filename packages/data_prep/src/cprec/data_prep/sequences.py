@@ -94,6 +94,7 @@ def build_sequences(
     positions = f"SELECT *, window_of(i, n, {config.max_items}) AS w FROM ({' UNION ALL '.join(parts)})"
     if config.scramble:
         con.register("scramble_pool", pool)
+        con.execute(_SCRAMBLE_MACROS)
         positions = scrambled_positions(positions)
     rows = con.sql(
         f"""
@@ -127,54 +128,68 @@ def build_sequences(
     ).cast(SEQUENCES)
 
 
+# The format control's random stream: MurmurHash3's 32-bit finaliser (a bijection) of a seed stepped
+# by the golden ratio; md5 (stable across DuckDB versions, unlike hash()) seeds it once per group,
+# since md5 per draw costs microseconds.
+_SCRAMBLE_MACROS = """
+CREATE OR REPLACE TEMP MACRO xorshift(h, s) AS xor(h, h >> s);
+CREATE OR REPLACE TEMP MACRO mul32(h, m) AS (h::UBIGINT * m::UBIGINT) % 4294967296;
+CREATE OR REPLACE TEMP MACRO fmix32(h) AS
+  xorshift(mul32(xorshift(mul32(xorshift(h, 16), 2246822507), 13), 3266489909), 16);
+CREATE OR REPLACE TEMP MACRO draw(seed, c) AS fmix32((seed + c::UBIGINT * 2654435769) % 4294967296);
+"""
+
+
 def scrambled_positions(positions: str) -> str:
     """SQL of the format control: `positions` (one row per item of a window: user_id, kind,
     seq_domain, item_id, timestamp, i, n, w) with every item replaced by a random item of the same
-    domain from the registered `scramble_pool` (item_id, domain).
+    domain from the registered `scramble_pool` (item_id, domain). Needs `_SCRAMBLE_MACROS`.
 
-    The items of one domain in one window (a "slot group" of k positions) become k distinct items
-    (real histories never repeat an item) drawn uniformly, in random order, seeded by md5 of the
-    user, kind, window and domain, so a user's control documents do not depend on the partitioning.
+    The items of one domain in one window (a group of k positions) become k distinct items (real
+    histories never repeat an item) drawn uniformly, in random order, from a stream seeded by md5 of
+    the user, kind, window and domain, so a user's control documents do not depend on partitioning.
     Where the domain has more than 4k items: 2k draws with replacement, keeping the first k distinct
     (a uniformly random ordered k-subset; cost O(k)). Otherwise, or in the rare case the 2k draws hold
-    fewer than k distinct items: the first k of the domain's items ordered by a seeded hash (cost
-    O(domain size), at most 4k). Lengths, timestamps, domains and windows are untouched.
+    fewer than k distinct items: the domain's items in a seeded random order, first k (cost O(domain
+    size), at most 4k). Lengths, timestamps, domains and windows are untouched.
     """
     return f"""
-    WITH pool AS (
+    WITH pool AS MATERIALIZED (
       SELECT item_id, domain, row_number() OVER (PARTITION BY domain ORDER BY item_id) - 1 AS r,
              count(*) OVER (PARTITION BY domain) AS size
       FROM scramble_pool
-    ), seeded AS (
+    ), slots AS MATERIALIZED (
       SELECT p.* EXCLUDE (item_id), pool.domain AS item_domain, pool.size,
-             concat_ws(chr(31), p.user_id, p.kind, p.seq_domain, p.w, pool.domain) AS seed
+             dense_rank() OVER (ORDER BY p.user_id, p.kind, p.seq_domain, p.w, pool.domain) AS g,
+             row_number() OVER (PARTITION BY p.user_id, p.kind, p.seq_domain, p.w, pool.domain ORDER BY p.i) - 1 AS j
       FROM ({positions}) p JOIN pool USING (item_id)
-    ), slots AS (
-      SELECT *, row_number() OVER (PARTITION BY seed ORDER BY i) - 1 AS j, count(*) OVER (PARTITION BY seed) AS k
-      FROM seeded
-    ), slot_groups AS (
-      SELECT DISTINCT seed, item_domain, size, k FROM slots
-    ), draws AS (
-      SELECT seed, k, (md5_number_lower(concat_ws(chr(31), seed, c)) % size)::BIGINT AS r, c
-      FROM (SELECT seed, k, size, unnest(range(2 * k)) AS c FROM slot_groups WHERE 4 * k < size)
-    ), sparse AS (
-      SELECT seed, r, any_value(k) AS k, row_number() OVER (PARTITION BY seed ORDER BY min(c)) - 1 AS j
-      FROM draws GROUP BY seed, r
-    ), complete AS (
-      SELECT seed FROM sparse GROUP BY seed HAVING count(*) >= any_value(k)
-    ), dense AS (
-      SELECT g.seed, pool.r,
-             row_number() OVER (
-               PARTITION BY g.seed ORDER BY md5_number_lower(concat_ws(chr(31), g.seed, pool.item_id)), pool.item_id
-             ) - 1 AS j
-      FROM slot_groups g JOIN pool ON pool.domain = g.item_domain
-      WHERE g.seed NOT IN (SELECT seed FROM complete)
+    ), slot_groups AS MATERIALIZED (
+      SELECT g, domain, size, k, md5_number_lower(concat_ws(chr(31), user_id, kind, seq_domain, w, domain))
+               % 4294967296 AS seed
+      FROM (
+        SELECT g, any_value(user_id) AS user_id, any_value(kind) AS kind, any_value(seq_domain) AS seq_domain,
+               any_value(w) AS w, any_value(item_domain) AS domain, any_value(size) AS size, count(*) AS k
+        FROM slots GROUP BY g
+      )
+    ), sparse AS MATERIALIZED (
+      SELECT g, r, any_value(k) AS k, row_number() OVER (PARTITION BY g ORDER BY min(c)) - 1 AS j
+      FROM (
+        SELECT g, k, draw(seed, c) % size AS r, c
+        FROM (SELECT *, unnest(range(2 * k)) AS c FROM slot_groups WHERE 4 * k < size)
+      )
+      GROUP BY g, r
+    ), complete AS MATERIALIZED (
+      SELECT g FROM sparse GROUP BY g HAVING count(*) >= any_value(k)
+    ), dense_groups AS MATERIALIZED (
+      SELECT * FROM slot_groups ANTI JOIN complete USING (g)
     ), picks AS (
-      SELECT seed, r, j FROM sparse WHERE seed IN (SELECT seed FROM complete)
-      UNION ALL SELECT seed, r, j FROM dense
+      SELECT g, r, j FROM sparse SEMI JOIN complete USING (g)
+      UNION ALL
+      SELECT g, pool.r, row_number() OVER (PARTITION BY g ORDER BY draw(seed, pool.r)) - 1 AS j
+      FROM dense_groups JOIN pool USING (domain)
     )
     SELECT s.user_id, s.kind, s.seq_domain, pool.item_id, s.timestamp, s.i, s.n, s.w
-    FROM slots s JOIN picks USING (seed, j) JOIN pool ON pool.domain = s.item_domain AND pool.r = picks.r
+    FROM slots s JOIN picks USING (g, j) JOIN pool ON pool.domain = s.item_domain AND pool.r = picks.r
     """
 
 
