@@ -96,9 +96,7 @@ def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
     from cprec.trainer.fit import fit
 
     cuda = args.device == "cuda"
-    init_ray(
-        num_cpus=os.cpu_count(),
-    ) if cuda else init_ray(num_cpus=2)
+    init_ray(num_cpus=os.cpu_count() if cuda else 2)
     cfg = TrainConfig(
         data_dir=str(data),
         output_dir=str(work / "cprec"),
@@ -202,7 +200,8 @@ def main() -> None:
     results = {}
     if args.only in (None, "plain"):
         results["plain PyTorch + transformers"] = run_plain(data, model, args)
-        torch.cuda.empty_cache() if args.device == "cuda" else None
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
     if args.only in (None, "cprec"):
         results[f"cprec train (Ray Train + DeepSpeed ZeRO-{args.zero})"] = run_cprec(data, model, work, args)
     report = {

@@ -13,7 +13,11 @@ from cprec.trainer.data import make_plan, read_units
 def config(build, **kwargs) -> TrainConfig:
     out = TrainConfig(data_dir=str(build), output_dir="unused", steps=40, unit_rows=4, **kwargs)
     out.scaling.num_workers = 2
-    out.schedule.mixture.warmup = out.schedule.mixture.stable = {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}
+    out.schedule.mixture.warmup = out.schedule.mixture.stable = {
+        "domain": 0.45,
+        "mixed": 0.45,
+        "catalog": 0.1,
+    }
     out.schedule.mixture.annealing = {"mixed": 0.9, "catalog": 0.1}
     return out
 

@@ -18,7 +18,11 @@ STEPS = 24
 def config(build: Path, out: Path, **overrides) -> TrainConfig:
     cfg = TrainConfig(data_dir=str(build), output_dir=str(out), steps=STEPS, micro_batch_size=2, grad_accum=2)
     cfg.schedule.peak_lr = 3e-3
-    cfg.schedule.mixture.warmup = cfg.schedule.mixture.stable = {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}
+    cfg.schedule.mixture.warmup = cfg.schedule.mixture.stable = {
+        "domain": 0.45,
+        "mixed": 0.45,
+        "catalog": 0.1,
+    }
     cfg.schedule.mixture.annealing = {"mixed": 0.9, "catalog": 0.1}
     cfg.scaling.num_workers = 2
     cfg.scaling.cpus_per_worker = 0.5

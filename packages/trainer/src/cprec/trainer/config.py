@@ -37,7 +37,9 @@ class MixtureConfig:
     """
 
     warmup: dict[str, float] = option({}, help="kind shares during warmup ({} = in proportion to rows)")
-    stable: dict[str, float] = option({}, help="kind shares during the stable phase ({} = in proportion to rows)")
+    stable: dict[str, float] = option(
+        {}, help="kind shares during the stable phase ({} = in proportion to rows)"
+    )
     annealing: dict[str, float] = option(
         {}, help="kind shares during annealing, the move to all-domain behaviour ({} = in proportion to rows)"
     )

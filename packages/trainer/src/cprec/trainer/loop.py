@@ -297,7 +297,9 @@ def train_loop(loop_config: dict) -> None:
         started = time.perf_counter()
         lr = engine.get_lr()[0]
         # summed on the device: one host sync per step, not per micro-batch
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*labels, labels, real tokens, all tokens
+        sums = torch.zeros(
+            4, dtype=torch.float64, device=device
+        )  # loss*labels, labels, real tokens, all tokens
         kinds: dict[str, int] = {}
         for batch, counts in batches.step(step):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -50,7 +50,7 @@ def fused_loss_available(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
     try:
-        import liger_kernel.transformers  # noqa: F401
+        import liger_kernel.transformers.fused_linear_cross_entropy  # noqa: F401
     except ImportError:
         return False
     return True
@@ -69,7 +69,7 @@ class PackedCausalLM(nn.Module):
         self.chunk_tokens = chunk_tokens
         self.fused = None
         if fused:
-            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+            from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
 
             self.fused = LigerFusedLinearCrossEntropyLoss(reduction="sum")
 

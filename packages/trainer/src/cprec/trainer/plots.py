@@ -41,7 +41,9 @@ def plot_schedule(config: ScheduleConfig, total: int, out: str | Path) -> Path:
         bottom_share = 0.0
         shares = config.mixture.for_phase(phase)
         if not shares:
-            bottom.fill_between([start, end], 0, 1, color="lightgrey", hatch="//", label="in proportion to rows")
+            bottom.fill_between(
+                [start, end], 0, 1, color="lightgrey", hatch="//", label="in proportion to rows"
+            )
         for kind in kinds:
             share = shares.get(kind, 0.0)
             bottom.fill_between(
