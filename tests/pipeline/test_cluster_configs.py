@@ -257,4 +257,8 @@ def test_entrypoint_parses_and_its_overrides_exist(where, entrypoint):
         from cprec.pipeline.presets import load_preset
 
         base = load_preset(args.preset)
+        if command == ("tune",):  # as tune_cli does: a tune reads only some of a preset's sections
+            from cprec.pipeline.tune import preset_sections
+
+            base = preset_sections(base)
     load_config(config_cls, config_path, args.overrides, base=base)
