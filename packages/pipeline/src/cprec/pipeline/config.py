@@ -42,7 +42,7 @@ class RunConfig:
     )
     cpt: dict[str, Any] = option({}, help="TrainConfig options of CPRec's continual pre-training (WSA) from the base")
     variants: list[VariantConfig] = option([], help="ablation pre-trainings evaluated beside CPRec")
-    eval: dict[str, Any] = option({}, help="EvalConfig options (methods are set by the recipe); see `cprec eval run --help`")
+    eval: dict[str, Any] = option({}, help="EvalConfig options (methods are set by the recipe); see `cprec eval --help`")
     sft: dict[str, Any] = option({}, help="TrainConfig options of every downstream fine-tuning (SFT) run")
     sft_datasets: list[str] = option(
         [], help="fine-tune (SFT methods) only on these downstream datasets; [] = all (smoke runs use one)"
