@@ -233,6 +233,7 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     """Builds or reuses world, data, base model and downstream datasets, then runs (or resumes) the sweep."""
     import ray
     from cprec.core.raytools import init_ray
+    from cprec.evaluator.config import EvalConfig
     from cprec.trainer.config import TrainConfig
     from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler
@@ -244,6 +245,9 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     runner = StageRunner(root)
     world_json, data_dir, base_model = _base_stages(runner, config)
     downstream = _downstream_stage(runner, config, world_json)
+    ks = load_config(EvalConfig, base=layered(config.eval, {"world": world_json})).ks
+    if METRIC not in {f"ndcg@{k}" for k in ks}:
+        raise CPRecError(f"tune: the objective is valid {METRIC}; eval.ks must include 10, got {ks}")
 
     cpt_section = layered(config.train, config.cpt)
     cpt = load_config(TrainConfig, base=layered(cpt_section, {"data_dir": data_dir, "output_dir": "<trial>"}))
@@ -423,10 +427,6 @@ def run_trial(params: dict, setup: dict) -> None:
             },
         ),
     )
-    if METRIC not in {f"ndcg@{k}" for k in eval_config.ks}:
-        raise CPRecError(
-            f"tune: the objective is valid {METRIC}; eval.ks must include 10, got {eval_config.ks}"
-        )
     results = _outside_trial_placement_group(evaluate, eval_config)
     scores = {
         name: float(entry["methods"][METHOD_LABEL]["valid"][METRIC])
