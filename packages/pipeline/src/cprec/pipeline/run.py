@@ -64,15 +64,15 @@ def run(config: RunConfig, preset: str) -> str:
         return _finish(runner, root, preset, config)
 
     train_section = layered(seeded, config.train)
-    base_model = _train(runner, "base", layered(train_section, config.base), data_dir, model="")
+    base_model = train_stage(runner, "base", layered(train_section, config.base), data_dir, model="")
     if not _upto(config, "cpt"):
         return _finish(runner, root, preset, config)
 
     cpt_section = layered(train_section, config.cpt)
-    models = {CPREC_NAME: _train(runner, "cpt", cpt_section, data_dir, model=base_model)}
+    models = {CPREC_NAME: train_stage(runner, "cpt", cpt_section, data_dir, model=base_model)}
     for variant in config.variants:
         stage = "variant-" + "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
-        models[variant.name] = _train(
+        models[variant.name] = train_stage(
             runner, stage, layered(cpt_section, variant.train), data_dirs[variant.data], model=base_model
         )
     if not _upto(config, "eval"):
@@ -86,7 +86,7 @@ def run(config: RunConfig, preset: str) -> str:
     return _finish(runner, root, preset, config)
 
 
-def _train(runner: StageRunner, stage: str, section: dict, data_dir: str, model: str) -> str:
+def train_stage(runner: StageRunner, stage: str, section: dict, data_dir: str, model: str) -> str:
     """One training run as a stage; returns the exported model directory."""
     from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import MODEL_DIR, fit

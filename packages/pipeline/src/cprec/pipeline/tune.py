@@ -28,7 +28,7 @@ import numpy as np
 from cprec.core import storage
 from cprec.core.config import config_digest, load_config, option, to_yaml
 from cprec.core.errors import CPRecError
-from cprec.pipeline.run import _train, layered
+from cprec.pipeline.run import layered, train_stage
 from cprec.pipeline.stages import StageRunner
 
 log = logging.getLogger("cprec.pipeline")
@@ -357,7 +357,7 @@ def _base_stages(runner: StageRunner, config: TuneConfig) -> tuple[str, str, str
         return load_config(BuildConfig, base=layered(config.data, {"world": world_json, "out_dir": out}))
 
     data_dir = runner.run("data", configure, build).path
-    base_model = _train(runner, "base", layered(config.train, config.base), data_dir, model="")
+    base_model = train_stage(runner, "base", layered(config.train, config.base), data_dir, model="")
     return world_json, data_dir, base_model
 
 
