@@ -2,8 +2,8 @@ import subprocess
 import sys
 
 import yaml
-from conftest import catalogue, write_data_dir
 from cprec.core.cli import main
+from eval_fixtures import catalogue, write_data_dir
 
 
 def config_file(tmp_path, **extra):
