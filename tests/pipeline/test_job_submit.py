@@ -36,10 +36,9 @@ def smoke_data_entrypoint(out_dir: Path) -> str:
 
 
 def data_dir_of(run_root: Path) -> Path:
-    """`cprec run` writes each stage under <root>/<stage>/..., content-addressed; find the data build."""
-    found = sorted(p.parent for p in run_root.rglob("stats.json") if (p.parent / "tokens").is_dir())
-    assert len(found) == 1, f"expected one data build under {run_root}, found {found}"
-    return found[0]
+    """`cprec run` writes each stage under <root>/<stage>-<digest>; run.json names the pre-training build."""
+    stages = json.loads((run_root / "run.json").read_text())["stages"]
+    return Path(stages["data"]["path"])
 
 
 def check_data_output(data: Path) -> None:
