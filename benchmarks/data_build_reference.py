@@ -14,6 +14,7 @@ import time
 
 import duckdb
 import pyarrow as pa
+
 from cprec.core import template
 from cprec.data_prep.sequences import HASH_BUCKETS, window_macros
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from cprec.core.template import history_prompt, item_text
 from cprec.evaluator.config import LLMConfig
 from cprec.evaluator.methods.llm import PrefixScorer, end_token_ids, tokenize_catalogue

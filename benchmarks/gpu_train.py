@@ -55,8 +55,9 @@ SHAPES = {
 
 def write_inputs(work: Path, shape: str, seq: int, rows: int, seed: int = 0) -> tuple[Path, Path]:
     """A data build of packed random documents (lengths like item histories) and a random-init model dir."""
-    from cprec.data_prep.tokens import pack_documents, train_tokenizer, write_token_dir
     from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from cprec.data_prep.tokens import pack_documents, train_tokenizer, write_token_dir
 
     vocab = SHAPES[shape]["vocab_size"]
     rng = np.random.default_rng(seed)

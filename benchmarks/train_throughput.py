@@ -19,6 +19,7 @@ from datetime import date
 
 import numpy as np
 import torch
+
 from cprec.trainer.config import TinyModelConfig
 from cprec.trainer.loss import PackedCausalLM
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from amazon_fixture import DOMAINS, write_world
+
 from cprec.core import template
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError

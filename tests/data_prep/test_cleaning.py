@@ -1,5 +1,6 @@
 import pyarrow as pa
 import pytest
+
 from cprec.core.schemas import RAW_EVENTS, RAW_ITEMS
 from cprec.data_prep import cleaning
 

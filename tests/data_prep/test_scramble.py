@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from amazon_fixture import write_world
+
 from cprec.core.config import load_config
 from cprec.core.schemas import INTERACTIONS
 from cprec.data_prep.build import BuildConfig, build

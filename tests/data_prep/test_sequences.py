@@ -1,5 +1,6 @@
 import pyarrow as pa
 import pytest
+
 from cprec.core import template
 from cprec.core.schemas import INTERACTIONS, SEQUENCES
 from cprec.data_prep.cleaning import connect

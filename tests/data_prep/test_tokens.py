@@ -1,6 +1,7 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from cprec.core import template
 from cprec.core.schemas import TOKENS
 from cprec.data_prep import tokens
@@ -103,8 +104,9 @@ def test_a_tokenizer_that_does_not_split_at_the_separator_is_detected():
 
 
 def test_write_token_dir_is_loadable(tmp_path, tokenizer):
-    from cprec.core.storage import require_complete
     from transformers import AutoTokenizer
+
+    from cprec.core.storage import require_complete
 
     table = tokens.pack_documents([[5, 6, 1]], 4, tokenizer.pad_token_id)
     out = tokens.write_token_dir(str(tmp_path / "sft"), {("train", "domain"): table}, tokenizer)

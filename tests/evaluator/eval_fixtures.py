@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from cprec.core import schemas
 from cprec.core.template import item_text
 

@@ -1,10 +1,11 @@
 import json
 
 import pytest
+from eval_fixtures import catalogue, write_data_dir
+
 from cprec.core.errors import CPRecError
 from cprec.evaluator.config import DatasetConfig, EvalConfig
 from cprec.evaluator.datasets import dataset_specs, prepare_dataset
-from eval_fixtures import catalogue, write_data_dir
 
 EVENTS = [
     ("u1", "GA0003", 30), ("u1", "GA0001", 10), ("u1", "GA0002", 20), ("u1", "GA0005", 20),

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from eval_fixtures import tiny_model
+
 from cprec.core.cli import main
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
 from cprec.evaluator.config import EvalConfig
 from cprec.evaluator.evaluate import evaluate
 from cprec.evaluator.report import REPORT_FILE, chart_name
-from eval_fixtures import tiny_model
 
 SFT_TRAIN = {
     "steps": 2,

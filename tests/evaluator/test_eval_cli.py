@@ -2,8 +2,9 @@ import subprocess
 import sys
 
 import yaml
-from cprec.core.cli import main
 from eval_fixtures import catalogue, write_data_dir
+
+from cprec.core.cli import main
 
 
 def config_file(tmp_path, **extra):

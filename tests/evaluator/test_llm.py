@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from eval_fixtures import catalogue, tiny_model
+
 from cprec.core.errors import CPRecError
 from cprec.core.template import history_prompt
 from cprec.evaluator.config import LLMConfig
@@ -12,7 +14,6 @@ from cprec.evaluator.methods.llm import (
     load_tokenizer,
     tokenize_catalogue,
 )
-from eval_fixtures import catalogue, tiny_model
 
 TEXTS = [row["text"] for row in catalogue("Garden", 40)]
 

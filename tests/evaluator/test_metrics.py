@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from cprec.core.errors import CPRecError
 from cprec.evaluator.metrics import bootstrap_ci, count_ranks, paired_pvalue, parse_metric, rank_metrics
 

@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+
 from cprec.evaluator.config import EvalConfig, MethodConfig, SASRecConfig
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.evaluate import split_metrics

@@ -89,7 +89,7 @@ class LocalRayCluster:
             ]
         else:
             args += [f"--address={self.address}"]
-        log = open(self.temp_root / f"node{index}.log", "w")  # noqa: SIM115 (closed in stop())
+        log = open(self.temp_root / f"node{index}.log", "w")
         self.logs.append(log)
         self.processes.append(
             subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,7 +130,7 @@ class LocalRayCluster:
         except OSError:
             return False
 
-    def __enter__(self) -> LocalRayCluster:  # noqa: PYI034
+    def __enter__(self) -> LocalRayCluster:
         self._start_node(0, self.nodes[0])
         time.sleep(3)
         for index, resources in enumerate(self.nodes[1:], start=1):

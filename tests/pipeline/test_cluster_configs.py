@@ -19,6 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from cprec.core.cli import STAGES, build_parser
 from cprec.core.config import load_config
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+
 from cprec.core.cli import main
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError

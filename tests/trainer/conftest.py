@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from cprec.core import template
 from cprec.core.schemas import SUCCESS_MARKER, TOKENS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import TrainConfig
 from cprec.trainer.data import make_plan, read_units

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import TrainConfig
 from cprec.trainer.fit import fit

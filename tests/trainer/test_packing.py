@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+
 from cprec.trainer.config import TinyModelConfig
 from cprec.trainer.loss import IGNORE, PackedCausalLM, chunked_cross_entropy, packed_labels
 from cprec.trainer.model import load_tokenizer, tiny_model

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import ScheduleConfig, TrainConfig

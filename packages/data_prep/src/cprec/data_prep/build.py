@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from cprec.core import storage, template
 from cprec.core.config import option, to_dict
 from cprec.core.errors import CPRecError
@@ -120,6 +121,7 @@ def resolve_sources(config: BuildConfig) -> list[SourceConfig]:
 def build(config: BuildConfig) -> str:
     """Runs the build; returns the finished output directory (DESIGN.md §5 + core.schemas)."""
     import ray
+
     from cprec.core.raytools import init_ray
 
     config.validate()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+
 from cprec.core import template
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import INTERACTIONS, REJECTS

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
 from cprec.core import storage
 
 ROW_GROUP_ROWS = 64 * 1024

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+
 from cprec.core import template
 from cprec.core.schemas import SEQUENCES
 from cprec.data_prep.cleaning import connect

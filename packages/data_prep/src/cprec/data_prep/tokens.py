@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from cprec.core import storage, template
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import STATS_FILE, TOKENIZER_DIR, TOKENS, TOKENS_DIR

@@ -60,6 +60,7 @@ def _evaluate(config: EvalConfig, _args: argparse.Namespace) -> int:
 def _report(config_path: str | None, overrides: list[str]) -> int:
     """Only `out_dir` matters here, so the rest of the eval config is neither needed nor validated."""
     import yaml
+
     from cprec.evaluator.report import render_report
 
     out_dir = EvalConfig.__dataclass_fields__["out_dir"].default

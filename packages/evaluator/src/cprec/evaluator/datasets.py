@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from cprec.core import schemas, storage
 from cprec.core.config import config_digest, load_config
 from cprec.core.errors import CPRecError

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from cprec.core import storage
 from cprec.core.config import to_dict
 from cprec.core.errors import CPRecError

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from cprec.core.errors import CPRecError
 
 _METRIC = re.compile(r"^(hr|ndcg)@(\d+)$|^mrr$")

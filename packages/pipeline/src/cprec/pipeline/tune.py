@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from cprec.core import storage
 from cprec.core.config import config_digest, load_config, option, to_yaml
 from cprec.core.errors import CPRecError
@@ -232,11 +233,12 @@ def trials_at_once(config: TuneConfig, cpt: Any, eval_section: dict, cluster: di
 def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     """Builds or reuses world, data, base model and downstream datasets, then runs (or resumes) the sweep."""
     import ray
+    from ray import tune as ray_tune
+    from ray.tune.schedulers import ASHAScheduler
+
     from cprec.core.raytools import init_ray
     from cprec.evaluator.config import EvalConfig
     from cprec.trainer.config import TrainConfig
-    from ray import tune as ray_tune
-    from ray.tune.schedulers import ASHAScheduler
 
     config.validate()
     root = config.out_dir or f"runs/{preset}"
@@ -390,12 +392,13 @@ def run_trial(params: dict, setup: dict) -> None:
     Paths are named after the trial id, which a restored experiment keeps: a trial interrupted
     mid-training resumes from its last checkpoint, one interrupted while scoring trains no more.
     """
+    from ray import tune as ray_tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     from cprec.evaluator.config import EvalConfig
     from cprec.evaluator.evaluate import evaluate
     from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import fit
-    from ray import tune as ray_tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     work = storage.join(setup["work_dir"], ray_tune.get_context().get_trial_id())
     every = setup["report_every"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow.parquet as pq
+
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKEN_KINDS, TOKENS_DIR

@@ -34,12 +34,13 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     `callbacks`: Ray Train callbacks for the run, e.g. Tune's TuneReportCallback when a Tune trial trains.
     """
     import ray.train
-    from cprec.core.raytools import init_ray
-    from cprec.trainer.data import DatasetFactory, make_plan
-    from cprec.trainer.loop import EXPORT_DIR, train_loop
     from ray.data import DataContext
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from cprec.core.raytools import init_ray
+    from cprec.trainer.data import DatasetFactory, make_plan
+    from cprec.trainer.loop import EXPORT_DIR, train_loop
 
     config.validate()
     plan = make_plan(config)

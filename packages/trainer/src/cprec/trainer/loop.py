@@ -193,6 +193,7 @@ def train_loop(loop_config: dict) -> None:
     import ray.train.torch
     import torch
     import torch.distributed as dist
+
     from cprec.trainer.loss import PackedCausalLM, fused_loss_available
     from cprec.trainer.model import load_model, load_tokenizer
     from cprec.trainer.schedule import make_scheduler

@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKENIZER_DIR
 from cprec.trainer.config import TinyModelConfig, TrainConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+
 from cprec.evaluator.config import EvalConfig, MethodConfig
 from cprec.evaluator.datasets import SplitDataset
 

@@ -7,10 +7,11 @@ of their history items' L2-normalised TF-IDF vectors, and an item's score is its
 
 from __future__ import annotations
 
-from cprec.evaluator.datasets import SplitDataset
-from cprec.evaluator.methods import Method, history_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
+
+from cprec.evaluator.datasets import SplitDataset
+from cprec.evaluator.methods import Method, history_matrix
 
 
 class ContentTfidf(Method):

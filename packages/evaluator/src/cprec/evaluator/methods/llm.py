@@ -19,6 +19,7 @@ tokens are tokenized once per catalogue. Users are spread over Ray actors that h
 from __future__ import annotations
 
 import numpy as np
+
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, history_prompt
@@ -239,6 +240,7 @@ class ScoringPool:
             self.local = PrefixScorer(model_path, options, device)
             return
         import ray
+
         from cprec.core.raytools import init_ray
 
         init_ray()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods import Method
 

@@ -16,10 +16,11 @@ import copy
 
 import numpy as np
 import torch
+from torch import nn
+
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods import Method
 from cprec.evaluator.metrics import count_ranks, rank_metrics
-from torch import nn
 
 
 class PointWiseFeedForward(nn.Module):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from cprec.core import storage
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
