@@ -80,19 +80,11 @@ def make_catalogue(size: int, seed: int) -> list[str]:
 
 
 def make_model(path: Path, texts: list[str], hidden: int, layers: int) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2048,
-        special_tokens=["<pad>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+    from cprec.data_prep.tokens import train_tokenizer
+
+    fast = train_tokenizer(texts, vocab_size=2048)
     config = LlamaConfig(
         vocab_size=len(fast),
         hidden_size=hidden,

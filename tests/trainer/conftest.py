@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cprec.core import template
-from cprec.core.schemas import SUCCESS_MARKER, TOKENS
+from cprec.core.schemas import SUCCESS_MARKER
+from cprec.data_prep.tokens import pack_documents, train_tokenizer
 
 BLOCK_LEN = 128
 DOMAINS = ["Books", "Garden", "Toys"]
@@ -25,19 +26,8 @@ BRANDS = ["Northwind", "Acme", "Lumen"]
 
 
 def make_tokenizer(texts: list[str], out: Path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    """data_prep's own byte-level BPE, trained on `texts` and saved where a data dir keeps it."""
+    fast = train_tokenizer(texts, vocab_size=400)
     fast.save_pretrained(str(out))
     return fast
 
@@ -62,25 +52,8 @@ def documents(rng: random.Random, kind: str, count: int) -> list[str]:
 
 
 def pack(token_docs: list[list[int]], pad_id: int) -> pa.Table:
-    """Greedy packing of whole documents into BLOCK_LEN rows; padding only at the end of a row."""
-    rows, current = [], []
-    for doc in token_docs:
-        doc = doc[:BLOCK_LEN]
-        if sum(map(len, current)) + len(doc) > BLOCK_LEN:
-            rows.append(current)
-            current = []
-        current.append(doc)
-    rows.append(current)
-    columns = {"input_ids": [], "position_ids": [], "document_ids": []}
-    for docs in rows:
-        ids = [t for d in docs for t in d]
-        pos = [p for d in docs for p in range(len(d))]
-        did = [i for i, d in enumerate(docs) for _ in d]
-        pad = BLOCK_LEN - len(ids)
-        columns["input_ids"].append(ids + [pad_id] * pad)
-        columns["position_ids"].append(pos + [0] * pad)
-        columns["document_ids"].append(did + [-1] * pad)
-    return pa.table(columns, schema=TOKENS)
+    """data_prep's packing into BLOCK_LEN rows (documents keep their own positions and ids)."""
+    return pack_documents(token_docs, BLOCK_LEN, pad_id)
 
 
 def write_build(root: Path, counts: dict[tuple[str, str], int], seed: int = 0) -> Path:
