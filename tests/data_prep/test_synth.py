@@ -159,6 +159,39 @@ def test_cross_domain_sequential_dependence(world):
     assert distant > shuffled + 0.05, (distant, shuffled)
 
 
+def _in_season_share(phase: np.ndarray, attributes: np.ndarray, group: str) -> float:
+    """Share of events whose `group` value belongs to the season closest to the event's date."""
+    g = synth.GROUPS.index(group)
+    peaks = np.array(list(synth.SEASON_PEAKS.values()))
+    distance = np.abs((phase[:, None] - peaks[None, :] + 0.5) % 1.0 - 0.5)
+    season = np.array(list(synth.SEASON_PEAKS))[distance.argmin(axis=1)]
+    value_season = {
+        synth.ATTRIBUTES[group].index(value): name
+        for name, values in synth.SEASONAL[group].items()
+        for value in values
+    }
+    return float(np.mean([value_season[v] == s for v, s in zip(attributes[:, g], season, strict=True)]))
+
+
+def test_seasonal_palettes_and_motifs(world):
+    """Colours and themes follow the season of the event's date on both platforms; without seasons, 1 in 4."""
+    events = world.market_events
+    attributes = np.concatenate([c.attributes for c in world.catalogs])[events["item"]]
+    phase = synth.year_phase(events["timestamp"])
+    for group in synth.SEASONAL:
+        assert _in_season_share(phase, attributes, group) > 0.3
+    flat = synth.generate(
+        SynthConfig(out_dir="unused", users=400, items_per_domain=60, events_per_user=20, seasonal_weight=0.0)
+    )
+    flat_attributes = np.concatenate([c.attributes for c in flat.catalogs])[flat.market_events["item"]]
+    flat_phase = synth.year_phase(flat.market_events["timestamp"])
+    assert abs(_in_season_share(flat_phase, flat_attributes, "color") - 0.25) < 0.05
+    sales = world.retail_lines["kind"] == 0
+    retail_attributes = world.retail_catalog.attributes[world.retail_lines["item"][sales]]
+    retail_phase = synth.year_phase(world.retail_lines["time"][sales])
+    assert _in_season_share(retail_phase, retail_attributes, "theme") > 0.3
+
+
 def test_interleaved_multi_domain_users(world):
     user, domain, _ = _chronological(world)
     domains_per_user = [len(np.unique(domain[user == u])) for u in range(200)]

@@ -50,3 +50,15 @@ def test_baselines_run_and_the_module_entry_point(tmp_path):
     assert "garden: best test ndcg@10" in result.stdout
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "| popularity | - |" in report and "| content | - |" in report
+
+
+def test_dataset_no_method_asks_for_is_reported_empty(tmp_path):
+    path = config_file(tmp_path, methods=[{"kind": "popularity", "datasets": ["garden"]}])
+    config = yaml.safe_load(path.read_text())
+    config["datasets"].append({**config["datasets"][0], "name": "garden-copy"})
+    path.write_text(yaml.safe_dump(config))
+    assert main(["eval", "--config", str(path)]) == 0
+    results = yaml.safe_load((tmp_path / "eval" / "results.json").read_text())
+    assert list(results["datasets"]["garden"]["methods"]) == ["popularity"]
+    assert results["datasets"]["garden-copy"]["methods"] == {}
+    assert results["datasets"]["garden-copy"]["significance"] == {}

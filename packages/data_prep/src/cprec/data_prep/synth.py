@@ -39,11 +39,35 @@ ATTRIBUTES: dict[str, list[str]] = {
     "theme": ["Floral", "Nautical", "Woodland", "Geometric", "Celestial", "Safari", "Botanical", "Tropical",
               "Alpine", "Desert", "Paisley", "Tartan"],
 }  # fmt: skip
+# Seasonal palettes and motifs (peak as a fraction of the year): what shops push, and people buy,
+# changes with the season — pastels and florals in spring, tartan and alpine motifs in winter.
+SEASON_PEAKS = {"spring": 0.29, "summer": 0.54, "autumn": 0.79, "winter": 0.04}
+SEASONAL: dict[str, dict[str, list[str]]] = {
+    "color": {"spring": ["Blush", "Lavender", "Sage"], "summer": ["Teal", "Cobalt", "Navy"],
+              "autumn": ["Terracotta", "Mustard", "Olive"], "winter": ["Crimson", "Charcoal", "Ivory"]},
+    "theme": {"spring": ["Floral", "Botanical", "Paisley"], "summer": ["Nautical", "Tropical", "Desert"],
+              "autumn": ["Woodland", "Safari", "Geometric"], "winter": ["Alpine", "Celestial", "Tartan"]},
+}  # fmt: skip
+SEASON_SHARPNESS = 2.0  # in-season values weigh e^2 ~ 7x a value a quarter-year off, e^4 ~ 55x the opposite season
 GROUPS = list(ATTRIBUTES)
 GROUP_SIZES = np.array([len(v) for v in ATTRIBUTES.values()])
 GROUP_OFFSETS = np.concatenate([[0], np.cumsum(GROUP_SIZES)[:-1]])
 FEATURES = int(GROUP_SIZES.sum())
 TIER_PRICE = np.array([0.6, 1.0, 1.6, 2.6])
+
+
+def _season_peaks() -> np.ndarray:
+    """(FEATURES,) the peak of each seasonal attribute value as a year fraction; NaN for the rest."""
+    peaks = np.full(FEATURES, np.nan, np.float32)
+    for group, seasons in SEASONAL.items():
+        offset = GROUP_OFFSETS[GROUPS.index(group)]
+        for season, values in seasons.items():
+            for value in values:
+                peaks[offset + ATTRIBUTES[group].index(value)] = SEASON_PEAKS[season]
+    return peaks
+
+
+SEASON_PEAK = _season_peaks()
 
 
 @dataclass(frozen=True)
@@ -212,6 +236,10 @@ class SynthConfig:
     recency_decay: float = option(
         0.5, help="how fast the short-term state moves to the latest choice (1 = only it)"
     )
+    seasonal_weight: float = option(
+        0.5,
+        help="share of the season's palette and motifs in the colour and theme preference (0 = no seasons)",
+    )
     drift: float = option(0.3, help="how far lasting taste moves from a user's first to last event (0..1)")
     pretrain_popularity_skew: float = option(
         0.3, help="std of log item appeal in pre-training domains (mild)"
@@ -241,6 +269,7 @@ class SynthConfig:
         for name in [
             "domain_stickiness",
             "recency_weight",
+            "seasonal_weight",
             "drift",
             "retail_cancel_rate",
             "retail_guest_rate",
@@ -399,18 +428,23 @@ def simulate_choices(
     taste_weight: float,
     recency_weight: float,
     recency_decay: float,
+    season_phase: np.ndarray | None = None,
+    seasonal_weight: float = 0.0,
 ) -> np.ndarray:
     """(users, steps) global item index of each event (-1 = none), one vectorised step per position.
 
     The preference for attribute value v is p = (1 - recency_weight) * taste(t) + recency_weight * recent,
     where taste(t) moves linearly from `taste_start` to `taste_end` over the user's history and
     `recent` is an exponential average of the attributes of the user's past choices in *any*
-    domain. An item's score is taste_weight * sum of log p over its attribute values + its appeal;
-    the choice is a softmax draw (Gumbel-max) over the domain's items the user has not chosen yet.
+    domain. In the seasonal groups (colour, theme) p is then mixed with the season's profile at the
+    event's date (`season_phase`, a year fraction): (1 - seasonal_weight) * p + seasonal_weight * season.
+    An item's score is taste_weight * sum of log p over its attribute values + its appeal; the
+    choice is a softmax draw (Gumbel-max) over the domain's items the user has not chosen yet.
     """
     users, steps = event_domains.shape
     counts = (event_domains >= 0).sum(axis=1)
     features = [c.features() for c in catalogs]
+    seasonal = np.isin(np.repeat(np.array(GROUPS), GROUP_SIZES), list(SEASONAL))
     recent = taste_start.copy()
     chosen = np.full((users, steps), -1, np.int64)
     for t in range(steps):
@@ -424,6 +458,11 @@ def simulate_choices(
             progress = (t / np.maximum(counts[rows] - 1, 1)).astype(np.float32)[:, None]
             taste = taste_start[rows] + (taste_end[rows] - taste_start[rows]) * progress
             preference = (1 - recency_weight) * taste + recency_weight * recent[rows]
+            if season_phase is not None and seasonal_weight:
+                season = season_profile(season_phase[rows, t])
+                preference = np.where(
+                    seasonal, (1 - seasonal_weight) * preference + seasonal_weight * season, preference
+                )
             scores = taste_weight * (np.log(preference + 1e-6) @ onehot.T) + catalog.log_appeal
             if t:
                 local = chosen[rows, :t] - catalog.offset
@@ -435,6 +474,25 @@ def simulate_choices(
             chosen[rows, t] = pick + catalog.offset
             recent[rows] += recency_decay * (onehot[pick] - recent[rows])
     return chosen
+
+
+def season_profile(phase: np.ndarray) -> np.ndarray:
+    """(len(phase), FEATURES): per seasonal group, a distribution peaking on the values in season at `phase`.
+
+    A value's weight is exp(SEASON_SHARPNESS * cos(2 pi (phase - its peak))), normalised within its
+    group; non-seasonal columns are 0.
+    """
+    angle = 2 * np.pi * (phase[:, None] - np.nan_to_num(SEASON_PEAK)[None, :])
+    weight = np.where(np.isnan(SEASON_PEAK)[None, :], 0.0, np.exp(SEASON_SHARPNESS * np.cos(angle)))
+    sums = np.add.reduceat(weight, GROUP_OFFSETS, axis=1)
+    sums = np.repeat(np.where(sums > 0, sums, 1.0), GROUP_SIZES, axis=1)
+    return (weight / sums).astype(np.float32)
+
+
+def year_phase(epoch_ms: np.ndarray) -> np.ndarray:
+    """Fraction of the calendar year (0 = 1 January) of Unix-ms times."""
+    days = epoch_ms / 86_400_000
+    return ((days % 365.2425) / 365.2425).astype(np.float32)
 
 
 def event_times(
@@ -496,11 +554,12 @@ def generate(config: SynthConfig) -> World:
     domains = sample_event_domains(
         rng_domains, counts, weights, config.domains_per_user, config.domain_stickiness
     )
+    times = event_times(rng_time, counts, _epoch_ms(config.start_date), _epoch_ms(config.end_date), 5.0)
     chosen = simulate_choices(
         rng_choice, taste_start, taste_end, domains, catalogs,
         config.taste_weight, config.recency_weight, config.recency_decay,
+        year_phase(times), config.seasonal_weight,
     )  # fmt: skip
-    times = event_times(rng_time, counts, _epoch_ms(config.start_date), _epoch_ms(config.end_date), 5.0)
     user, step = np.nonzero(chosen >= 0)
     item = chosen[user, step]
     all_attributes = np.concatenate([c.attributes for c in catalogs])
@@ -610,9 +669,6 @@ def _retail(
     steps = int(counts.max())
     domains = np.where(np.arange(steps)[None, :] < counts[:, None], 0, -1)
     start, end = user_tastes(rng, customers, looks, config)
-    chosen = simulate_choices(
-        rng, start, end, domains, [catalog], config.taste_weight, config.recency_weight, config.recency_decay
-    )
     # invoice days: at least a day apart, squeezed into the real file's year when needed
     first_day, last_day = _epoch_ms("2010-12-01"), _epoch_ms("2011-12-09")
     span_days = (last_day - first_day) // 86_400_000
@@ -630,8 +686,15 @@ def _retail(
     minute = rng.integers(8 * 60, 18 * 60, len(invoice_customer))
     invoice_time = first_day + day * 86_400_000 + minute * 60_000
 
-    user, step = np.nonzero(chosen >= 0)
     line_invoice = np.repeat(np.arange(len(invoice_customer)), basket_sizes)
+    line_step = np.arange(len(line_invoice)) - np.repeat(np.cumsum(counts) - counts, counts)
+    phase = np.zeros((customers, steps), np.float32)
+    phase[invoice_customer[line_invoice], line_step] = year_phase(invoice_time[line_invoice])
+    chosen = simulate_choices(
+        rng, start, end, domains, [catalog], config.taste_weight, config.recency_weight, config.recency_decay,
+        phase, config.seasonal_weight,
+    )  # fmt: skip
+    user, step = np.nonzero(chosen >= 0)
     country = rng.integers(0, len(RETAIL_COUNTRIES), customers)
     lines = {
         "invoice": line_invoice,

@@ -50,6 +50,9 @@ def _evaluate(config: EvalConfig, _args: argparse.Namespace) -> int:
 
     results = evaluate(config)
     for name, dataset in results["datasets"].items():
+        if not dataset["methods"]:
+            print(f"{name}: no method asked to run on it")
+            continue
         best = dataset["significance"][config.select_metric]["best"]
         score = dataset["methods"][best]["test"][config.select_metric]
         print(f"{name}: best test {config.select_metric} {score:.4f} by {best}")

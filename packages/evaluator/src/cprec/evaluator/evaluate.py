@@ -196,8 +196,10 @@ def split_metrics(
 
 def significance(per_user: dict, config: EvalConfig) -> dict:
     """Per test metric: the best method and the paired-test p-value of every other method against it."""
-    out = {}
+    out: dict = {}
     labels = list(per_user)
+    if not labels:  # every method is restricted to other datasets
+        return out
     for name in metric_names(list(config.ks)):
         means = {label: per_user[label]["test"][name].mean() for label in labels}
         best = max(labels, key=lambda label: means[label])

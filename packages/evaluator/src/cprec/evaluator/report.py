@@ -92,6 +92,9 @@ def markdown(results: dict) -> str:
             + " |",
             "| --- | --- | " + " | ".join("---:" for _ in names) + " |",
         ]
+        if not dataset["methods"]:
+            lines[-3:] = ["No method was asked to run on this dataset.", ""]
+            continue
         significance = dataset["significance"]
         for label, method in dataset["methods"].items():
             cells = []
