@@ -91,13 +91,43 @@ def flops_per_token(config, seq: int) -> float:
     return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq
 
 
+def start_ray(num_cpus: int, dashboard: bool) -> None:
+    """fit()'s own init_ray() wants Ray's dashboard, whose packages (aiohttp_cors, opencensus,
+    opentelemetry) an offline GPU machine with the packed minimal Ray lacks: there, start Ray without
+    it (fit() then joins this instance). Ray Train only loses its placement-group cleaner's actor
+    look-ups, which log a warning; the training path is the same."""
+    import logging
+
+    import ray
+
+    from cprec.core.raytools import init_ray, quiet_ray_data
+
+    if dashboard:
+        try:
+            import ray.dashboard.optional_deps  # noqa: F401
+        except ImportError as missing:
+            print(f"gpu_train: Ray's dashboard needs {missing.name}, not installed: starting Ray without it")
+            dashboard = False
+    if dashboard:
+        init_ray(num_cpus=num_cpus)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=torch.cuda.device_count(),  # said outright: a GPU Ray missed would leave fit() waiting
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+    quiet_ray_data()
+
+
 def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
-    from cprec.core.raytools import init_ray
     from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import fit
 
     cuda = args.device == "cuda"
-    init_ray(num_cpus=os.cpu_count() if cuda else 2)
+    start_ray(os.cpu_count() if cuda else 2, dashboard=not args.no_dashboard)
     cfg = TrainConfig(
         data_dir=str(data),
         output_dir=str(work / "cprec"),
@@ -148,23 +178,31 @@ def run_plain(data: Path, model_dir: Path, args) -> dict:
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times, loss = [], None
-    for step in range(args.steps):
+
+    def train_step(step: int) -> torch.Tensor:
         pick = [(step * args.micro_batch + i) % rows["input_ids"].shape[0] for i in range(args.micro_batch)]
         ids = rows["input_ids"][pick].long().to(device)
         positions = rows["position_ids"][pick].long().to(device)
         labels = ids.masked_fill(rows["document_ids"][pick].to(device) < 0, -100)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        started = time.perf_counter()
         loss = model(input_ids=ids, position_ids=positions, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    times, loss = [], None
+    for step in range(args.steps):
+        started = time.perf_counter()
+        loss = train_step(step)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
+    peak_memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    if args.profile:
+        profile_steps(train_step, args)
     seconds = statistics.median(times[args.warmup :])
     tokens = args.micro_batch * args.seq
     fpt = flops_per_token(model.config, args.seq)
@@ -172,9 +210,31 @@ def run_plain(data: Path, model_dir: Path, args) -> dict:
         "tokens_per_s": tokens / seconds,
         "step_s": seconds,
         "mfu": fpt * tokens / seconds / (args.peak_tflops * 1e12) if device.type == "cuda" else None,
-        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-        "final_loss": float(loss),
+        "peak_memory_gib": peak_memory,
+        "final_loss": float(loss.detach()),
     }
+
+
+def profile_steps(train_step, args) -> None:
+    """Two more (untimed) steps of the plain loop under torch.profiler: the kernels that take the
+    time, to plain_profile.txt. Best effort: a profiler failure never costs the benchmark."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    try:
+        with profile(activities=activities) as prof:
+            for step in range(args.steps, args.steps + 2):
+                train_step(step)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+        events = prof.key_averages()
+        key = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
+        text = events.table(sort_by=key, row_limit=30, max_name_column_width=90)
+    except Exception as error:  # noqa: BLE001
+        text = f"profiling failed: {error!r}"
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "plain_profile.txt").write_text(text)
+    print("gpu_train: plain loop profile (2 steps) written to plain_profile.txt")
 
 
 def main() -> None:
@@ -193,6 +253,12 @@ def main() -> None:
     )
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--only", choices=["cprec", "plain"], default=None)
+    parser.add_argument(
+        "--profile", action="store_true", help="profile two extra plain-loop steps to plain_profile.txt"
+    )
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="start Ray without its dashboard even where installable"
+    )
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
     args.warmup = min(args.warmup, args.steps - 1)
