@@ -12,6 +12,7 @@ a short table printed last. On an offline machine first install the wheels of
 
     PYTHONPATH=packages/core/src:packages/data_prep/src:packages/trainer/src:$PYTHONPATH \
         python benchmarks/gpu_train.py --steps 30
+    python benchmarks/gpu_train.py --only cprec --micro-batch 16 --liger-kernels   # fused decoder kernels
     python benchmarks/gpu_train.py --device cpu --shape tiny --seq 128 --steps 4   # a smoke test
 """
 
@@ -139,6 +140,8 @@ def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
         peak_tflops=args.peak_tflops if cuda else 0.0,
         eval_every=0,
         log_every=max(1, args.steps // 5),
+        liger_kernels=args.liger_kernels,
+        compile=args.compile,
     )
     cfg.schedule.mixture.warmup = cfg.schedule.mixture.stable = cfg.schedule.mixture.annealing = {}
     cfg.schedule.warmup, cfg.schedule.stable, cfg.schedule.annealing = 0.1, 0.9, 0.0
@@ -254,6 +257,14 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--only", choices=["cprec", "plain"], default=None)
     parser.add_argument(
+        "--liger-kernels",
+        action="store_true",
+        help="cprec side: TrainConfig.liger_kernels (liger's RMSNorm, SwiGLU and RoPE kernels; GPU only)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="cprec side: TrainConfig.compile (torch.compile of each decoder layer)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="profile two extra plain-loop steps to plain_profile.txt"
     )
     parser.add_argument(
@@ -270,7 +281,10 @@ def main() -> None:
         if args.device == "cuda":
             torch.cuda.empty_cache()
     if args.only in (None, "cprec"):
-        results[f"cprec train (Ray Train + DeepSpeed ZeRO-{args.zero})"] = run_cprec(data, model, work, args)
+        extras = "".join(
+            f", {name}" for name, on in (("liger kernels", args.liger_kernels), ("compile", args.compile)) if on
+        )
+        results[f"cprec train (Ray Train + DeepSpeed ZeRO-{args.zero}{extras})"] = run_cprec(data, model, work, args)
     report = {
         "date": date.today().isoformat(),
         "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
@@ -279,6 +293,8 @@ def main() -> None:
         "micro_batch": args.micro_batch,
         "steps": args.steps,
         "attn": args.attn,
+        "liger_kernels": args.liger_kernels,
+        "compile": args.compile,
         "peak_tflops": args.peak_tflops,
         "results": results,
     }

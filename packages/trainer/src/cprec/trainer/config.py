@@ -125,6 +125,11 @@ class TrainConfig:
         "sdpa",
         help="transformers attention: sdpa, eager, or flash_attention_2 (GPU, packed via position_ids)",
     )
+    liger_kernels: bool = option(
+        False,
+        help="GPU only: liger-kernel's Triton RMSNorm, SwiGLU and RoPE in the decoder layers (needs liger-kernel)",
+    )
+    compile: bool = option(False, help="torch.compile each decoder layer (regional compilation; not with ZeRO-3)")
     allow_tokenizer_mismatch: bool = option(
         False, help="train a given model with the data's tokenizer even when it differs from the model's own"
     )
@@ -171,6 +176,16 @@ class TrainConfig:
             raise CPRecError("train: scaling.num_workers must be >= 1")
         if self.checkpoint.every <= 0:
             raise CPRecError("train: checkpoint.every must be > 0")
+        if self.liger_kernels and not self.scaling.use_gpu:
+            raise CPRecError(
+                "train: liger_kernels=true needs GPU workers (scaling.use_gpu=true): "
+                "liger-kernel's Triton kernels do not run on CPU"
+            )
+        if self.compile and self.deepspeed.zero_stage == 3:
+            raise CPRecError(
+                "train: compile=true is not supported with deepspeed.zero_stage=3 "
+                "(ZeRO-3 gathers parameters in module hooks that compiled layers would bypass)"
+            )
         if self.tiny.arch not in ("qwen2", "llama"):
             raise CPRecError(f"train: tiny.arch must be qwen2 or llama, got {self.tiny.arch!r}")
         self.schedule.validate()

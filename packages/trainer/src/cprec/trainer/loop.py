@@ -195,7 +195,7 @@ def train_loop(loop_config: dict) -> None:
     import torch.distributed as dist
 
     from cprec.trainer.loss import PackedCausalLM, fused_loss_available
-    from cprec.trainer.model import load_model, load_tokenizer
+    from cprec.trainer.model import apply_liger_kernels, compile_layers, load_model, load_tokenizer
     from cprec.trainer.schedule import make_scheduler
 
     config: TrainConfig = loop_config["config"]
@@ -219,8 +219,12 @@ def train_loop(loop_config: dict) -> None:
     tokenizer = load_tokenizer(config.data_dir)
     torch.manual_seed(config.seed)  # identical initial weights on every worker
     model = load_model(config, tokenizer, torch.bfloat16 if bf16 else torch.float32)
+    if config.liger_kernels:
+        apply_liger_kernels(model, device)
     if config.deepspeed.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.compile:
+        compile_layers(model)
     fpt = flops_per_token(model, plan_block_len(plan))
     wrapper = PackedCausalLM(model, config.loss_chunk_tokens, fused=fused_loss_available(device))
     if config.deepspeed.zero_stage == 3:

@@ -95,6 +95,39 @@ def load_model(
     return model
 
 
+def apply_liger_kernels(model: PreTrainedModel, device: torch.device) -> None:
+    """Swaps the decoder's RMSNorm, SwiGLU MLP and rotary embedding for liger-kernel's fused Triton
+    kernels, in place. The loss is not touched: PackedCausalLM fuses the head and cross-entropy itself."""
+    if device.type != "cuda":
+        raise CPRecError(
+            f"train: liger_kernels=true needs a CUDA device, this worker has {device.type!r} "
+            "(liger-kernel's Triton kernels do not run on CPU; set scaling.use_gpu=true)"
+        )
+    try:
+        from liger_kernel.transformers.monkey_patch import (
+            MODEL_TYPE_TO_APPLY_LIGER_FN,
+            _apply_liger_kernel_to_instance,
+        )
+    except ImportError as exc:
+        raise CPRecError(
+            "train: liger_kernels=true needs liger-kernel, which is not installed here "
+            f"({exc}); pip install -e packages/trainer[gpu]"
+        ) from exc
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        raise CPRecError(f"train: liger-kernel has no kernels for model type {model_type!r}")
+    _apply_liger_kernel_to_instance(
+        model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+    )
+
+
+def compile_layers(model: PreTrainedModel) -> None:
+    """torch.compile each decoder layer in place (regional compilation: one graph reused by every
+    layer, parameter names and the HF export unchanged); embeddings, mask building and the loss stay eager."""
+    for layer in model.get_decoder().layers:
+        layer.compile()
+
+
 def check_tokenizer_matches(model: str, tokenizer: PreTrainedTokenizerBase, allow: bool) -> None:
     """A model trained with another vocabulary would see unrelated embeddings: say so loudly."""
     local = Path(model)
