@@ -39,26 +39,12 @@ def write_data_dir(root: Path, domain: str, items: list[dict], events: list[tupl
 
 
 def tiny_model(path: Path, texts: list[str], arch: str = "llama", hidden: int = 32) -> Path:
-    """A random 2-layer causal LM with a byte-level BPE tokenizer trained on `texts`, saved to `path`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+    """A random 2-layer causal LM with data_prep's byte-level BPE trained on `texts`, saved to `path`."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>", "<eos>", "<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+    from cprec.data_prep.tokens import train_tokenizer
+
+    fast = train_tokenizer(texts, vocab_size=400)
     shape = {
         "vocab_size": len(fast),
         "hidden_size": hidden,
