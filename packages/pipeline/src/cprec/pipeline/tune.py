@@ -578,7 +578,7 @@ def plot_simplex(rows: list[dict], uri: str) -> None:
         top = max(best.values(), key=lambda r: r[OBJECTIVE])
         ax.scatter(*xy(top), s=380, facecolors="none", edgecolors="red", linewidths=2, label="best", zorder=3)
     if unfinished or best:
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", fontsize=7, markerscale=0.5)
     ax.set_title("WSA phase proportions: downstream objective")
     ax.set_xlim(-0.12, 1.12)
     ax.set_ylim(-0.12, 1.0)
