@@ -39,6 +39,9 @@ def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run)
     assert "| ablation: Format control |" in report and "| ablation: CPT domain-only |" in report
     assert re.search(r"\(p=[0-9.e-]+\)", report)
     assert "- **CPT helps zero-shot**: CPRec ahead on" in report
+    # equal-token comparisons: every pre-training run's real (non-padding) token count is in the table
+    training = re.findall(r"^\| (cpt|variant-cpt-domain-only) \| (\d+) \| ([\d,]+) \|", report, re.M)
+    assert {name for name, _, _ in training} == {"cpt", "variant-cpt-domain-only"}, training
     # Significance marks and intervals of the evaluator's tables, and every chart on disk.
     assert "p vs best" in report and "test ndcg@10 [95% CI]" in report and " † |" in report
     for chart in ("lr_schedules.png", "loss_curves.png"):

@@ -62,7 +62,9 @@ def test_training_lowers_loss_reports_validation_and_exports_a_working_model(bas
     valid = [r["val_loss"] for r in steps if r.get("val_loss") is not None]
     assert len(valid) == 2 and valid[-1] < valid[0]
     assert result.metrics["val_loss"] == valid[-1]
-    assert {"grad_norm", "tokens_per_s", "lr", "phase"} <= set(steps[-1])
+    assert {"grad_norm", "tokens_per_s", "lr", "phase", "tokens_seen"} <= set(steps[-1])
+    seen = [r["tokens_seen"] for r in steps]
+    assert all(b > a for a, b in zip([0, *seen], seen))  # every step adds real tokens
     assert (out / "loss.png").stat().st_size > 0
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
@@ -81,6 +83,8 @@ def assert_same_run(out: Path, reference: Path) -> None:
     assert [r["lr"] for r in ours] == pytest.approx([r["lr"] for r in theirs], rel=1e-9)
     # the same batches in the same order: the losses agree too, not just the schedule
     assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in theirs], rel=1e-4)
+    # the token count survives the restore: it continues from the checkpoint, not from zero
+    assert [r["tokens_seen"] for r in ours] == [r["tokens_seen"] for r in theirs]
     kinds = [{k: v for k, v in r.items() if k.startswith("blocks_")} for r in ours]
     assert kinds == [{k: v for k, v in r.items() if k.startswith("blocks_")} for r in theirs]
 

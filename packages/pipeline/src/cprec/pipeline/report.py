@@ -140,15 +140,19 @@ def _training_section(root: str, training_dirs: dict[str, str]) -> list[str]:
         "",
         "![training and validation loss](loss_curves.png)",
         "",
-        "| run | steps | first loss | last loss | last validation loss |",
-        "| --- | --- | --- | --- | --- |",
+        "Real tokens: non-padding tokens trained on (every step trains on the same number of packed",
+        "blocks; documents of different kinds pad differently), the measure for equal-token comparisons.",
+        "",
+        "| run | steps | real tokens | first loss | last loss | last validation loss |",
+        "| --- | --- | ---: | --- | --- | --- |",
     ]
     for name, records in curves.items():
+        last = records[-1]
         valid = [r["val_loss"] for r in records if r.get("val_loss") is not None]
+        tokens = f"{last['tokens_seen']:,}" if "tokens_seen" in last else "–"
         lines.append(
-            f"| {name} | {records[-1]['step']} | {records[0]['loss']:.3f} | {records[-1]['loss']:.3f} | "
-            f"{valid[-1]:.3f} |" if valid else
-            f"| {name} | {records[-1]['step']} | {records[0]['loss']:.3f} | {records[-1]['loss']:.3f} | – |"
+            f"| {name} | {last['step']} | {tokens} | {records[0]['loss']:.3f} | {last['loss']:.3f} | "
+            + (f"{valid[-1]:.3f} |" if valid else "– |")
         )
     return [*lines, ""]
 

@@ -207,10 +207,11 @@ def train_loop(loop_config: dict) -> None:
     _distributed_env(ctx)
 
     checkpoint = ray.train.get_checkpoint()
-    start_step = 0
+    start_step, tokens_seen = 0, 0
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            start_step = json.loads((Path(directory) / PROGRESS_FILE).read_text())["step"]
+            progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
+            start_step, tokens_seen = progress["step"], progress.get("tokens_seen", 0)
     if start_step >= config.steps:
         return  # a finished run restarted: nothing left to train, the final checkpoint holds the export
 
@@ -322,6 +323,7 @@ def train_loop(loop_config: dict) -> None:
         loss_sum, label_count, tokens, padded = sums.tolist()
         seconds = time.perf_counter() - started
         done = step + 1
+        tokens_seen += int(tokens)
         record = {
             "step": done,
             "phase": plan.phase(step),
@@ -329,6 +331,8 @@ def train_loop(loop_config: dict) -> None:
             "lr": lr,
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "tokens_per_s": tokens / seconds,
+            # real (non-padding) tokens trained on so far: what "equal tokens" comparisons need
+            "tokens_seen": tokens_seen,
             "step_s": seconds,
             "start_step": start_step,  # > 0 after a resume: the checkpoint this attempt restored
         }
@@ -400,6 +404,8 @@ def _save(
                 model.generation_config.save_pretrained(str(export))
                 tokenizer.save_pretrained(str(export))
         if rank == 0:
-            (Path(directory) / PROGRESS_FILE).write_text(json.dumps({"step": step}))
+            (Path(directory) / PROGRESS_FILE).write_text(
+                json.dumps({"step": step, "tokens_seen": record["tokens_seen"]})
+            )
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
