@@ -85,6 +85,11 @@ def markdown(results: dict) -> str:
                 else ""
             ),
             "",
+        ]
+        if not dataset["methods"]:
+            lines += ["No method was asked to run on this dataset.", ""]
+            continue
+        lines += [
             "| method | variant | "
             + " | ".join(
                 n.upper() if n == "mrr" else n.replace("hr", "HR").replace("ndcg", "NDCG") for n in names
@@ -92,9 +97,6 @@ def markdown(results: dict) -> str:
             + " |",
             "| --- | --- | " + " | ".join("---:" for _ in names) + " |",
         ]
-        if not dataset["methods"]:
-            lines[-3:] = ["No method was asked to run on this dataset.", ""]
-            continue
         significance = dataset["significance"]
         for label, method in dataset["methods"].items():
             cells = []
