@@ -92,43 +92,19 @@ def flops_per_token(config, seq: int) -> float:
     return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq
 
 
-def start_ray(num_cpus: int, dashboard: bool) -> None:
-    """fit()'s own init_ray() wants Ray's dashboard, whose packages (aiohttp_cors, opencensus,
-    opentelemetry) an offline GPU machine with the packed minimal Ray lacks: there, start Ray without
-    it (fit() then joins this instance). Ray Train only loses its placement-group cleaner's actor
-    look-ups, which log a warning; the training path is the same."""
-    import logging
-
-    import ray
-
-    from cprec.core.raytools import init_ray, quiet_ray_data
-
-    if dashboard:
-        try:
-            import ray.dashboard.optional_deps  # noqa: F401
-        except ImportError as missing:
-            print(f"gpu_train: Ray's dashboard needs {missing.name}, not installed: starting Ray without it")
-            dashboard = False
-    if dashboard:
-        init_ray(num_cpus=num_cpus)
-        return
-    ray.init(
-        num_cpus=num_cpus,
-        num_gpus=torch.cuda.device_count(),  # said outright: a GPU Ray missed would leave fit() waiting
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
-    quiet_ray_data()
-
-
 def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
+    from cprec.core.raytools import init_ray
     from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import fit
 
     cuda = args.device == "cuda"
-    start_ray(os.cpu_count() if cuda else 2, dashboard=not args.no_dashboard)
+    # GPUs said outright: a GPU Ray missed would leave fit() waiting. Where the packed minimal Ray
+    # lacks the dashboard's packages, init_ray starts without it; fit() then joins this instance.
+    init_ray(
+        num_cpus=os.cpu_count() if cuda else 2,
+        num_gpus=torch.cuda.device_count() if cuda else None,
+        dashboard=not args.no_dashboard,
+    )
     cfg = TrainConfig(
         data_dir=str(data),
         output_dir=str(work / "cprec"),

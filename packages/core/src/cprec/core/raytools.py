@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import os
 
+log = logging.getLogger("cprec")
 
-def init_ray(num_cpus: int | None = None) -> None:
+
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, dashboard: bool = True) -> None:
     """Joins the cluster named by RAY_ADDRESS (as under `ray job submit`), else starts a local one.
 
     A local Ray binds to 127.0.0.1, dashboard included: a laptop run opens no port to the network.
-    The dashboard is on because Ray Train's placement-group cleaner and the state API need it.
+    The dashboard is on because Ray Train's placement-group cleaner and the state API need it; where
+    its packages are missing (a minimal `ray` wheel on an offline machine) Ray starts without it, and
+    only those look-ups are lost, with a warning.
     """
     import ray
 
@@ -22,9 +26,13 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], **common)
         quiet_ray_data()
         return
+    if dashboard and not dashboard_installed():
+        log.warning("Ray's dashboard packages are not installed: starting Ray without the dashboard")
+        dashboard = False
     ray.init(
         num_cpus=num_cpus,
-        include_dashboard=True,
+        num_gpus=num_gpus,
+        include_dashboard=dashboard,
         dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         **common,
@@ -35,3 +43,12 @@ def init_ray(num_cpus: int | None = None) -> None:
 def quiet_ray_data() -> None:
     """Ray Data's per-operator INFO lines drown a run's own progress; progress bars stay as configured."""
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def dashboard_installed() -> bool:
+    """Whether `ray[default]`'s dashboard packages (aiohttp_cors, opencensus, ...) can be imported."""
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401
+    except ImportError:
+        return False
+    return True
