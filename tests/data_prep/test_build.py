@@ -252,6 +252,57 @@ def test_rebuild_gives_identical_bytes(built, world, tmp_path):
     assert stats[0] == stats[1]
 
 
+def write_text_catalogue(root: Path) -> Path:
+    """An Office_Products source with metadata, one bad and one duplicate metadata line, and events
+    that a text-only catalogue must never read."""
+    root.mkdir(parents=True)
+    rows = [{"parent_asin": f"OF{i:04d}", "title": f"Zebrawood Quillon Stapler {i}", "store": "Acme"} for i in range(12)]
+    lines = [json.dumps(r) for r in rows] + ["{not json", json.dumps(rows[0])]
+    (root / "meta_Office_Products.jsonl").write_text("\n".join(lines) + "\n")
+    events = [{"user_id": "OFFICE_USER", "parent_asin": f"OF{i:04d}", "timestamp": 1_700_000_000_000 + i} for i in range(12)]
+    (root / "Office_Products.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return root
+
+
+def test_text_only_catalogues_feed_the_tokenizer_and_replay_but_never_events(built, world, tmp_path, ray_local):
+    from transformers import AutoTokenizer
+
+    office = write_text_catalogue(tmp_path / "office")
+    out = tmp_path / "out"
+    build(config(world, out, f"catalogs=[{{format: amazon2023, path: '{office}'}}]"))
+    interactions = read_dir(out / "interactions")
+    assert "Office_Products" not in interactions["domain"].to_pylist()
+    assert "OFFICE_USER" not in interactions["user_id"].to_pylist()
+    assert "Office_Products" not in read(out / "items.parquet")["domain"].to_pylist()
+    assert read(out / "interactions/part-00000.parquet").equals(read(built / "interactions/part-00000.parquet"))
+
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    office_lines = []
+    for split in ("train", "valid"):
+        for doc in documents_from_tokens(out / "tokens" / split / "catalog", eos, pad):
+            lines = tokenizer.decode(doc[:-1]).split(template.ITEM_SEPARATOR)
+            if lines[0] == template.header("catalog", "Office_Products"):
+                office_lines += lines[1:]
+    expected = [template.item_text("Office_Products", f"Zebrawood Quillon Stapler {i}", "Acme", None) for i in range(12)]
+    assert sorted(office_lines) == sorted(expected)
+
+    # the tokenizer learnt the catalogue's words: its texts take fewer tokens than without it
+    without = AutoTokenizer.from_pretrained(str(built / "tokenizer"))
+    assert sum(map(len, tokenizer(expected)["input_ids"])) < sum(map(len, without(expected)["input_ids"]))
+
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["domains"]["Office_Products"] == {
+        "catalog_text_items": 12,
+        "rejects": {"malformed_json": 1},
+        "skips": {cleaning.DUPLICATE_ITEM: 1},
+    }
+    meta = str(office / "meta_Office_Products.jsonl")
+    assert stats["files"][meta] == {"records": 14, "rejects": 1}
+    rejects = read(out / "rejects/part-00000.parquet").to_pylist()
+    assert {(r["line"], r["status"]) for r in rejects if r["source_file"] == meta} == {(13, "reject"), (14, "skip")}
+
+
 def corrupt(world: Path, into: Path) -> dict[int, str]:
     """A copy of the world with one bad line of each kind appended to Books.jsonl: line -> reason."""
     import shutil

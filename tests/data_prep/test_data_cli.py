@@ -35,6 +35,13 @@ def test_synth_then_build_a_world_from_the_command_line(tmp_path, ray_local, cap
     assert main(["data", "build", *args, "stop_after=sequences", "cleaning.k_users=3", "cleaning.k_items=3"]) == 0
     assert capsys.readouterr().out.startswith(f"{out}: kept ")
     stats = json.loads((out / "stats.json").read_text())
-    pretrain = {d for s in json.loads((world / "world.json").read_text())["pretrain"] for d in s["domains"]}
-    assert set(stats["domains"]) - {"all"} == pretrain
+    manifest = json.loads((world / "world.json").read_text())
+    pretrain = {d for s in manifest["pretrain"] for d in s["domains"]}
+    downstream = {d["name"] for d in manifest["downstream"]}
+    with_events = {d for d, counts in stats["domains"].items() if "events" in counts}
+    assert with_events == pretrain
+    # the downstream catalogues are text for the tokenizer and catalogue replay, never events
+    text_only = {d for d, counts in stats["domains"].items() if counts.get("catalog_text_items")}
+    assert text_only == downstream
+    assert len(stats["catalogs"]) == len(manifest["downstream"])
     assert stats["kept"]["events"] > 0 and stats["sequences"]["mixed"]["train"] > 0

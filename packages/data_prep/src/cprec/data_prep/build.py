@@ -61,6 +61,15 @@ class BuildConfig:
     out_dir: str = option("", help="output directory (local, s3:// or gs://), written atomically")
     world: str = option("", help="a world.json (from `cprec data synth`): build its `pretrain` sources")
     sources: list[SourceConfig] = option([], help="sources to build, when no `world` is given")
+    catalogs: list[SourceConfig] = option(
+        [],
+        help="text-only sources: their item texts (never their events) join the tokenizer's training text "
+        "and the catalogue-replay documents, as a general LLM knows the words of products it has no "
+        "behaviour for",
+    )
+    world_catalogs: bool = option(
+        True, help="with `world`: read its downstream sources as text-only `catalogs` (item texts, never events)"
+    )
     cleaning: CleaningConfig = option(CleaningConfig(), help="dedupe and k-core")
     sequences: SequenceConfig = option(SequenceConfig(), help="sequence kinds, windows and the validation split")
     tokens: TokenConfig = option(TokenConfig(), help="tokenizer and packing")
@@ -86,17 +95,19 @@ class BuildConfig:
             raise CPRecError(f"partitions must be >= 1, got {self.partitions}")
         if self.task_cpus <= 0:
             raise CPRecError(f"task_cpus must be > 0, got {self.task_cpus}")
-        for source in self.sources:
+        for source in [*self.sources, *self.catalogs]:
             source.validate()
         self.cleaning.validate()
         self.sequences.validate()
         self.tokens.validate()
 
 
-def resolve_sources(config: BuildConfig) -> list[SourceConfig]:
-    """The configured sources, or the `pretrain` sources of the world file (paths relative to it)."""
+def resolve_sources(config: BuildConfig) -> tuple[list[SourceConfig], list[SourceConfig]]:
+    """(event sources, text-only catalogue sources): the configured ones, or from the world file the
+    `pretrain` sources and, with `world_catalogs`, the downstream sources as catalogues (paths
+    relative to the world file)."""
     if not config.world:
-        return list(config.sources)
+        return list(config.sources), list(config.catalogs)
     if not storage.exists(config.world):
         raise CPRecError(f"world file not found: {config.world}")
     fs, path = storage.filesystem(config.world)
@@ -108,14 +119,23 @@ def resolve_sources(config: BuildConfig) -> list[SourceConfig]:
     if not isinstance(world, dict) or not isinstance(world.get("pretrain"), list) or not world["pretrain"]:
         raise CPRecError(f"world file {config.world} has no `pretrain` sources")
     base = config.world.rsplit("/", 1)[0] if "/" in config.world else "."
-    resolved = []
-    for entry in world["pretrain"]:
+
+    def resolved(entry: Any, where: str) -> SourceConfig:
+        if not isinstance(entry, dict):
+            raise CPRecError(f"world file {config.world}: {where} is not an object")
         source = SourceConfig.from_dict(dict(entry))
         if storage.is_local(source.path) and not os.path.isabs(storage.local_path(source.path)):
             source.path = storage.join(base, source.path)
         source.validate()
-        resolved.append(source)
-    return resolved
+        return source
+
+    sources = [resolved(entry, f"pretrain[{i}]") for i, entry in enumerate(world["pretrain"])]
+    catalogs = list(config.catalogs)
+    if config.world_catalogs:
+        for i, entry in enumerate(world.get("downstream") or []):
+            where = f"downstream[{i}].source"
+            catalogs.append(resolved(entry.get("source") if isinstance(entry, dict) else None, where))
+    return sources, catalogs
 
 
 def build(config: BuildConfig) -> str:
@@ -125,11 +145,11 @@ def build(config: BuildConfig) -> str:
     from cprec.core.raytools import init_ray
 
     config.validate()
-    sources = resolve_sources(config)
+    sources, catalogs = resolve_sources(config)
     init_ray()
     ray.data.DataContext.get_current().enable_progress_bars = config.progress_bars
     with storage.atomic_output(config.out_dir) as staging:
-        _Build(config, sources, staging).run()
+        _Build(config, sources, catalogs, staging).run()
     return config.out_dir
 
 
@@ -137,9 +157,10 @@ def build(config: BuildConfig) -> str:
 
 
 class _Build:
-    def __init__(self, config: BuildConfig, sources: list[SourceConfig], out: str):
+    def __init__(self, config: BuildConfig, sources: list[SourceConfig], catalogs: list[SourceConfig], out: str):
         self.config = config
         self.sources = sources
+        self.catalogs = catalogs
         self.out = out
         self.work = storage.join(out, "_work")
         self.parts = range(config.partitions)
@@ -149,6 +170,7 @@ class _Build:
             "template_version": template.TEMPLATE_VERSION,
             "config": to_dict(config),
             "sources": [to_dict(s) for s in sources],
+            "catalogs": [to_dict(s) for s in catalogs],
             # a format-control build (sequences.scramble): documents of random items, no behaviour
             "format_control": config.sequences.scramble,
         }
@@ -171,6 +193,8 @@ class _Build:
             self.read_sources()
         with self.step("cleaning"):
             items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
+            if self.catalogs:
+                items_stats = _merged([items_stats, _get(self.task(_text_catalogue_task).remote(self.work, threads, memory))])
             cleaned = [
                 self.task(_clean_task, num_returns=2).remote(self.work, p, threads, memory) for p in self.parts
             ]
@@ -219,6 +243,11 @@ class _Build:
         if not storage.exists(events_uri) or not storage.exists(items_uri):
             what = "event" if not storage.exists(events_uri) else "item"
             raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in self.sources)}")
+        if self.catalogs:
+            catalog_uri = storage.join(self.work, "catalog_raw")
+            readers.read_items(self.catalogs).write_parquet(catalog_uri)
+            if not storage.exists(catalog_uri):
+                raise CPRecError(f"the catalogs hold no item records: {', '.join(s.path for s in self.catalogs)}")
 
     def account(self, items_stats: dict, clean_stats: list[dict], reject_stats: dict) -> None:
         """Records and rejects per file and domain; fails past the reject bound (rejects kept aside)."""
@@ -306,10 +335,12 @@ class _Build:
         import ray
 
         c, threads, memory = self.config, self.threads, self.memory
-        spec = _get(self.task(_tokenizer_task).remote(self.out, c.tokens))
-        items_uri = storage.join(self.out, ITEMS_FILE)
+        spec = _get(self.task(_tokenizer_task).remote(self.work, self.out, c.tokens))
+        texts = ray.data.read_parquet(storage.join(self.out, ITEMS_FILE))
+        if self.catalogs:
+            texts = texts.union(ray.data.read_parquet(storage.join(self.work, TEXT_CATALOGUE)))
         item_tokens_uri = storage.join(self.work, "item_tokens")
-        ray.data.read_parquet(items_uri).map_batches(
+        texts.map_batches(
             _tokenize_items, fn_kwargs={"spec": spec}, batch_format="pyarrow", num_cpus=c.task_cpus
         ).write_parquet(item_tokens_uri)
         spec_ref = ray.put(spec)
@@ -322,7 +353,7 @@ class _Build:
             ]
         )
         self.stats["tokenizer"] = {
-            "source": c.tokens.tokenizer or "byte-level BPE trained on the item texts",
+            "source": c.tokens.tokenizer or "byte-level BPE trained on the item texts and the catalogues' texts",
             "eos_id": spec.eos_id,
             "pad_id": spec.pad_id,
             "vocab_size": spec.vocab_size,
@@ -377,6 +408,7 @@ def _tokenize_items(batch: pa.Table, spec: tokens.TokenizerSpec) -> pa.Table:
 _EVENT_ROWS = pa.schema([*RAW_EVENTS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
 _ITEM_ROWS = pa.schema([*RAW_ITEMS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
 _DISTINCT = pa.schema([("item_id", pa.string())])
+TEXT_CATALOGUE = "text_catalogue.parquet"  # in _work: the text-only catalogues' items
 
 
 def _partition_events(work: str, part: int) -> pa.Table:
@@ -418,6 +450,44 @@ def _items_task(work: str, threads: int, memory: str) -> dict:
             ]
         ),
     }
+
+
+def _text_catalogue_task(work: str, threads: int, memory: str) -> dict:
+    """The text-only catalogues' titled items that the event sources' catalogue lacks; their bad,
+    duplicate and untitled rows go to rejects/ like any other source's."""
+    con = cleaning.connect(threads, memory)
+    raw = files.read_table(storage.join(work, "catalog_raw"), _ITEM_ROWS)
+    con.register("raw", raw)
+    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
+    catalogue, dropped = cleaning.dedupe_items(ok, con)
+    con.register("text_catalogue", catalogue)
+    con.register("events_catalogue", files.read_table(storage.join(work, "catalogue.parquet")))
+    own = con.sql(
+        "SELECT item_id, domain, text FROM text_catalogue WHERE text <> '' "
+        "AND item_id NOT IN (SELECT item_id FROM events_catalogue) ORDER BY item_id"
+    ).to_arrow_table()
+    bad = con.sql(
+        "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
+    ).to_arrow_table()
+    files.write_table(own, storage.join(work, TEXT_CATALOGUE))
+    files.write_table(
+        pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", "catalog_items.parquet")
+    )
+    con.register("own", own)
+    return {
+        "files": _file_counts(con, "raw"),
+        "records": {"catalog_items": raw.num_rows},
+        "domains": _domain_counts(con, "SELECT domain, count(*) FROM own GROUP BY domain", "catalog_text_items"),
+    }
+
+
+def _text_items(work: str, out: str) -> pa.Table:
+    """Every item text the tokenizer and catalogue replay see: items.parquet and the text-only catalogues."""
+    items = files.read_table(storage.join(out, ITEMS_FILE))
+    extra = storage.join(work, TEXT_CATALOGUE)
+    if storage.exists(extra):
+        items = pa.concat_tables([items, files.read_table(extra).cast(items.schema)])
+    return items
 
 
 def _clean_task(work: str, part: int, threads: int, memory: str) -> tuple[dict, pa.Table]:
@@ -558,8 +628,8 @@ def _items_file_task(work: str, out: str, threads: int, memory: str, *distinct: 
     return dict(con.sql("SELECT domain, count(*) FROM items GROUP BY domain ORDER BY domain").fetchall())
 
 
-def _tokenizer_task(out: str, config: TokenConfig) -> tokens.TokenizerSpec:
-    items = files.read_table(storage.join(out, ITEMS_FILE))
+def _tokenizer_task(work: str, out: str, config: TokenConfig) -> tokens.TokenizerSpec:
+    items = _text_items(work, out)
     if config.tokenizer:
         tokenizer = tokens.load_tokenizer(config.tokenizer)
     else:
@@ -586,7 +656,7 @@ def _tokens_task(
     """The partition's documents (its users' sequences and its hash share of the catalogue), packed."""
     con = cleaning.connect(threads, memory)
     seqs = files.read_table(storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
-    items = files.read_table(storage.join(out, ITEMS_FILE))
+    items = _text_items(work, out)
     item_tokens = files.read_table(storage.join(work, "item_tokens"))
     groups = [seqs.select(["kind", "domain", "item_ids", "split", "text"])]
     if sequence_config.catalog:

@@ -38,7 +38,7 @@ class RunConfig:
     )
     train: dict[str, Any] = option({}, help="TrainConfig options shared by every training run (scaling, model shape)")
     base: dict[str, Any] = option(
-        {}, help="TrainConfig options of the base model: the tiny model trained on catalogue text alone"
+        {}, help="TrainConfig options of the base model: the tiny model trained on catalogue text alone (every platform's catalogue, no behaviour)"
     )
     cpt: dict[str, Any] = option({}, help="TrainConfig options of CPRec's continual pre-training (WSA) from the base")
     variants: list[VariantConfig] = option([], help="ablation pre-trainings evaluated beside CPRec")
