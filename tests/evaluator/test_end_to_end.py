@@ -1,6 +1,7 @@
 """`cprec eval` over the five downstream datasets of a generated world, with a tiny LM (zero-shot + SFT)."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ SFT_TRAIN = {
     "scaling": {"num_workers": 1, "cpus_per_worker": 0.5},
     "checkpoint": {"every": 100},
 }
+SFT_EPOCHS = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,8 @@ def eval_config(tmp_path, world, model, **extra) -> dict:
         ],
         "sasrec": {"hidden": 16, "max_len": 20, "epochs": 4, "eval_every": 2},
         "llm": {"num_actors": 1, "cpus_per_actor": 0.5, "batch_size": 64, "max_history": 10},
-        "sft": {"block_len": 128, "train": SFT_TRAIN},
+        # epochs, not SFT_TRAIN's steps, set the run's length (checked in the end-to-end test)
+        "sft": {"block_len": 128, "train": SFT_TRAIN, "epochs": SFT_EPOCHS},
         **extra,
     }
 
@@ -97,6 +100,11 @@ def test_cprec_eval_end_to_end_over_five_datasets(tmp_path, world, ray_local):
     assert set(sft["variants"]) == {"sum", "mean", "pmi"}
     assert (out / "sft" / "sft" / "Online_Retail" / "train" / "model" / "config.json").exists()
     assert sft["info"]["fine_tuned_model"].endswith("model")
+    sft_run = out / "sft" / "sft" / "Online_Retail"
+    blocks = json.loads((sft_run / "data" / "stats.json").read_text())["tokens"]["train"]["domain"]["blocks"]
+    steps = [json.loads(line)["step"] for line in (sft_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    expected = math.ceil(SFT_EPOCHS * blocks / SFT_TRAIN["micro_batch_size"])
+    assert steps[-1] == expected != SFT_TRAIN["steps"]
 
     report = (out / REPORT_FILE).read_text()
     assert all(f"## {name} " in report for name in names) and "**" in report

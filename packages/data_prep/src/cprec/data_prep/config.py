@@ -38,7 +38,11 @@ class SequenceConfig:
     )
     valid_fraction: float = option(0.02, help="share of users (by a stable hash of user_id) held out as 'valid'")
     catalog: bool = option(True, help="also write catalogue-replay documents (token kind 'catalog')")
-    catalog_items: int = option(50, help="items per catalogue-replay document")
+    catalog_items: int = option(
+        1,
+        help="items per catalogue-replay document; 1 = one product page each, so replay never shows items "
+        "side by side in an order that carries no behaviour",
+    )
     scramble: bool = option(
         False,
         help="format control: each sequence keeps its length, domain tags and timestamps but its items are "

@@ -90,6 +90,11 @@ class SFTConfig:
     train: dict[str, Any] = option(
         {}, help="TrainConfig options (steps, batch, schedule, deepspeed, scaling...) for the fine-tuning run"
     )
+    epochs: float = option(
+        0.0,
+        help="passes over a dataset's training blocks; > 0 sets the run's steps to ceil(epochs x blocks / "
+        "blocks per step), so a larger dataset is fine-tuned for more steps; 0 keeps train.steps",
+    )
 
 
 @dataclass
@@ -174,6 +179,8 @@ class EvalConfig:
             raise CPRecError(f"eval config: llm.end {self.llm.end!r} is not item_end, eos or none")
         if self.sasrec.loss not in ("bce", "ce"):
             raise CPRecError(f"eval config: sasrec.loss {self.sasrec.loss!r} is not bce or ce")
+        if self.sft.epochs < 0:
+            raise CPRecError(f"eval config: sft.epochs must be >= 0, got {self.sft.epochs}")
         from cprec.evaluator.metrics import parse_metric
 
         kind, k = parse_metric(self.select_metric)

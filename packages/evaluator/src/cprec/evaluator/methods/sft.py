@@ -11,7 +11,10 @@ a finished run of the same name there is reused by the trainer instead of retrai
 
 from __future__ import annotations
 
+import logging
+import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +25,11 @@ from cprec.core.template import document, windows
 from cprec.evaluator.config import EvalConfig
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods.llm import LLMZeroShot, load_tokenizer
+
+if TYPE_CHECKING:
+    from cprec.trainer.config import TrainConfig
+
+log = logging.getLogger("cprec.evaluator.sft")
 
 MIN_ITEMS = 2  # a one-item history teaches nothing about sequences (data_prep's min_items)
 ONLY_DOMAIN = {"domain": 1.0, "mixed": 0.0, "catalog": 0.0}
@@ -77,7 +85,19 @@ def fine_tune(dataset: SplitDataset, model_path: str, label: str, config: EvalCo
         "checkpoint": {"name": f"sft-{dataset.name}"},
     }
     fixed = {key: base[key] for key in ("data_dir", "output_dir", "model")}  # not the user's to override
-    return fit(load_config(TrainConfig, base={**_merged(base, config.sft.train), **fixed})).model_dir
+    merged = {**_merged(base, config.sft.train), **fixed}
+    train_config = load_config(TrainConfig, base=merged)
+    if config.sft.epochs > 0:
+        steps = epoch_steps(tables[("train", "domain")].num_rows, config.sft.epochs, train_config)
+        log.info("sft %s on %s: %.2g epochs = %d steps", label, dataset.name, config.sft.epochs, steps)
+        train_config = load_config(TrainConfig, base={**merged, "steps": steps})
+    return fit(train_config).model_dir
+
+
+def epoch_steps(blocks: int, epochs: float, train: TrainConfig) -> int:
+    """Optimizer steps for `epochs` passes over `blocks` token blocks (at least one step)."""
+    per_step = train.micro_batch_size * train.grad_accum * train.scaling.num_workers
+    return max(1, math.ceil(epochs * blocks / per_step))
 
 
 def _merged(base: dict, top: dict) -> dict:
