@@ -426,17 +426,24 @@ def _domain_counts(con, sql: str, key: str) -> dict:
     return {domain: {key: n} for domain, n in con.sql(sql).fetchall()}
 
 
-def _items_task(work: str, threads: int, memory: str) -> dict:
-    con = cleaning.connect(threads, memory)
-    raw = files.read_table(storage.join(work, "items_raw"), _ITEM_ROWS)
+def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa.Table, pa.Table]:
+    """The item rows read into `raw_dir` (registered as 'raw'), deduped into a catalogue; their
+    unparsed, duplicate and untitled rows are written to `dropped/<dropped_name>` for rejects/."""
+    raw = files.read_table(storage.join(work, raw_dir), _ITEM_ROWS)
     con.register("raw", raw)
     ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
     catalogue, dropped = cleaning.dedupe_items(ok, con)
     bad = con.sql(
         "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
     ).to_arrow_table()
+    files.write_table(pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", dropped_name))
+    return raw, catalogue
+
+
+def _items_task(work: str, threads: int, memory: str) -> dict:
+    con = cleaning.connect(threads, memory)
+    raw, catalogue = _read_catalogue(con, work, "items_raw", "items.parquet")
     files.write_table(catalogue, storage.join(work, "catalogue.parquet"))
-    files.write_table(pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", "items.parquet"))
     con.register("catalogue", catalogue)
     return {
         "files": _file_counts(con, "raw"),
@@ -456,23 +463,14 @@ def _text_catalogue_task(work: str, threads: int, memory: str) -> dict:
     """The text-only catalogues' titled items that the event sources' catalogue lacks; their bad,
     duplicate and untitled rows go to rejects/ like any other source's."""
     con = cleaning.connect(threads, memory)
-    raw = files.read_table(storage.join(work, "catalog_raw"), _ITEM_ROWS)
-    con.register("raw", raw)
-    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
-    catalogue, dropped = cleaning.dedupe_items(ok, con)
+    raw, catalogue = _read_catalogue(con, work, "catalog_raw", "catalog_items.parquet")
     con.register("text_catalogue", catalogue)
     con.register("events_catalogue", files.read_table(storage.join(work, "catalogue.parquet")))
     own = con.sql(
         "SELECT item_id, domain, text FROM text_catalogue WHERE text <> '' "
         "AND item_id NOT IN (SELECT item_id FROM events_catalogue) ORDER BY item_id"
     ).to_arrow_table()
-    bad = con.sql(
-        "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
-    ).to_arrow_table()
     files.write_table(own, storage.join(work, TEXT_CATALOGUE))
-    files.write_table(
-        pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", "catalog_items.parquet")
-    )
     con.register("own", own)
     return {
         "files": _file_counts(con, "raw"),

@@ -1,8 +1,9 @@
 """`cprec run`: the whole pipeline on a preset, every stage content-addressed and reusable.
 
 world -> data (pre-training corpus) -> base (tiny model on catalogue text alone, every platform's
-catalogue and no behaviour: the stand-in for a general LLM's open-world knowledge) -> cpt (CPRec: continual pre-training from the base with WSA)
-and the ablation variants -> eval (five downstream datasets, every method) -> report.
+catalogue and no behaviour: the stand-in for a general LLM's open-world knowledge) -> cpt (CPRec:
+continual pre-training from the base with WSA) and the ablation variants -> eval (five downstream
+datasets, every method) -> report.
 """
 
 from __future__ import annotations
