@@ -36,6 +36,7 @@ CLAIMS = [
     Comparison("2. CPRec zero-shot beats the base and the format control", "CPRec zero-shot", "Base zero-shot"),
     Comparison("2. CPRec zero-shot beats the base and the format control", "CPRec zero-shot", "Format control zero-shot"),
     Comparison("3. all-domain mixed sequences beat domain-only", "CPRec zero-shot", "CPT domain-only zero-shot"),
+    Comparison("3. all-domain mixed sequences beat domain-only", "CPRec + SFT", "CPT domain-only + SFT"),
     Comparison("4. WSA at least as good as cosine, better than constant", "CPRec zero-shot", "CPT cosine zero-shot",
                "not_worse"),
     Comparison("4. WSA at least as good as cosine, better than constant", "CPRec zero-shot", "CPT constant zero-shot"),

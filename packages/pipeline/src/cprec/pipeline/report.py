@@ -31,6 +31,8 @@ def comparisons(methods: list[str]) -> list[tuple[str, str, str]]:
     for method in methods:
         if method.endswith(" zero-shot") and method not in ("CPRec zero-shot", "Base zero-shot"):
             pairs.append((f"ablation: {method.removesuffix(' zero-shot')}", "CPRec zero-shot", method))
+        elif method.endswith(" + SFT") and method not in ("CPRec + SFT", "Base + SFT"):
+            pairs.append((f"ablation after SFT: {method.removesuffix(' + SFT')}", "CPRec + SFT", method))
     return [p for p in pairs if p[1] in methods and p[2] in methods]
 
 

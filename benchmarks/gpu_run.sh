@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `cprec run --preset large` on an offline GPU machine, and what docs/results.md quotes of it.
+#   ../shared/device/pack-wheels.sh     # here: Ray, DeepSpeed wheels into .whl/ (+ omegaconf, duckdb: below)
+#   benchmarks/gpu_run.sh [seed] [seconds]   # there, from the repository root; safe to run again
+#   PRESET=smoke benchmarks/gpu_run.sh       # any preset (a CPU check of this script: smoke, with .venv/bin on PATH)
+# Stages are content-addressed, so a second call on the same machine continues where a first one
+# was cut off (fine-tuning runs inside the evaluation are reused too). The report, run manifest,
+# evaluation results, per-user metrics, training curves and the full log are packed into
+# $OUT/<preset>-seed<seed>.tar.gz (or runs/ when OUT is unset); the claims table is printed last.
+set -uo pipefail
+seed=${1:-0}
+budget=${2:-540}
+preset=${PRESET:-large}
+root=$PWD/runs/$preset-seed$seed
+out=${OUT:-$PWD/runs}
+mkdir -p "$root" "$out"
+
+if ! python3 -c 'import ray, deepspeed, duckdb, omegaconf' 2>/dev/null && [ ! -d /tmp/site/ray ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD/packages/core/src:$PWD/packages/data_prep/src:$PWD/packages/trainer/src:$PWD/packages/evaluator/src:$PWD/packages/pipeline/src
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+
+# Seconds, not minutes, to learn that the scorer's GPU path is broken: on a GPU machine, score a tiny
+# model's catalogue on the GPU and on the CPU before the run spends its budget on training.
+python3 - <<'EOF' || exit 3
+import pathlib, sys, tempfile
+
+import numpy as np
+import torch
+
+if torch.cuda.is_available():
+    sys.path.insert(0, "tests/evaluator")
+    from eval_fixtures import catalogue, tiny_model
+
+    from cprec.core.template import history_prompt
+    from cprec.evaluator.config import LLMConfig
+    from cprec.evaluator.methods.llm import ScoringPool
+
+    texts = [row["text"] for row in catalogue("Garden", 40)]
+    model = tiny_model(pathlib.Path(tempfile.mkdtemp()), ["\n".join(texts)] + texts, arch="qwen2")
+    prompts = [history_prompt("Garden", texts[i : i + 3]) for i in range(5)]
+    scores = {}
+    for device, dtype in (("cpu", "float32"), ("cuda", "float32"), ("cuda", "bfloat16")):
+        pool = ScoringPool(str(model), LLMConfig(num_actors=0, device=device, dtype=dtype))
+        pool.set_catalogue(texts)
+        scores[device, dtype] = pool.score(prompts)
+    np.testing.assert_allclose(scores["cuda", "float32"], scores["cpu", "float32"], atol=1e-3)
+    assert np.isfinite(scores["cuda", "bfloat16"]).all()
+    print("gpu check: the scorer on cuda (float32) matches the cpu; bfloat16 scores are finite")
+EOF
+
+started=$(date +%s)
+timeout "$budget" python3 -m cprec.pipeline run --preset "$preset" "out_dir=$root" "seed=$seed" >>"$root/run.log" 2>&1
+status=$?
+echo "cprec run exit $status after $(( $(date +%s) - started )) s"
+grep -E '^\[cprec run\]' "$root/run.log" | tail -n 30
+
+(cd "$root" && tar czf "$out/$preset-seed$seed.tar.gz" --exclude='*/model/*' --exclude='*/runs/*' \
+  --exclude='*/tokens/*' --exclude='*/checkpoints/*' --exclude='*/train/*' --exclude='*/data/*' \
+  --exclude='*/datasets/*' --exclude='world-*' \
+  run.log $(ls -d report.md run.json ./*.png ./*/_STAGE.json ./*/metrics.jsonl ./*/stats.json ./eval-* 2>/dev/null))
+
+[ -f "$root/report.md" ] && python3 - "$root" "$seed" <<'EOF'
+import sys
+from cprec.pipeline.claims import check, markdown
+rows = check({int(sys.argv[2]): sys.argv[1]})
+print(markdown(rows, [int(sys.argv[2])]))
+EOF
+exit $status
