@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `cprec run --preset large` on an offline GPU machine, and what docs/results.md quotes of it.
-#   ../shared/device/pack-wheels.sh     # here: Ray, DeepSpeed wheels into .whl/ (+ omegaconf, duckdb: below)
-#   benchmarks/gpu_run.sh [seed] [seconds]   # there, from the repository root; safe to run again
+#   ../shared/device/pack-wheels.sh     # where pip works: Ray, DeepSpeed and their needs into .whl/
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl omegaconf==2.4.0 duckdb==2.0.1
+#   benchmarks/gpu_run.sh [seed] [seconds]   # there, from the repository root (seconds: a time limit, 0 = none)
 #   PRESET=smoke benchmarks/gpu_run.sh       # any preset (a CPU check of this script: smoke, with .venv/bin on PATH)
 # Stages are content-addressed, so a second call on the same machine continues where a first one
 # was cut off (fine-tuning runs inside the evaluation are reused too). The report, run manifest,
@@ -9,7 +11,7 @@
 # $OUT/<preset>-seed<seed>.tar.gz (or runs/ when OUT is unset); the claims table is printed last.
 set -uo pipefail
 seed=${1:-0}
-budget=${2:-540}
+budget=${2:-0}  # 0: no limit
 preset=${PRESET:-large}
 root=$PWD/runs/$preset-seed$seed
 out=${OUT:-$PWD/runs}
