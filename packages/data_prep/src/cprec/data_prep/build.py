@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from cprec.core.schemas import (
     TOKENIZER_DIR,
     TOKENS_DIR,
 )
+from cprec.core.world import load_world, world_source
 from cprec.data_prep import cleaning, files, sequences, tokens
 from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
 from cprec.data_prep.readers import SourceConfig
@@ -108,24 +108,12 @@ def resolve_sources(config: BuildConfig) -> tuple[list[SourceConfig], list[Sourc
     relative to the world file)."""
     if not config.world:
         return list(config.sources), list(config.catalogs)
-    if not storage.exists(config.world):
-        raise CPRecError(f"world file not found: {config.world}")
-    fs, path = storage.filesystem(config.world)
-    with fs.open_input_stream(path) as stream:
-        try:
-            world = json.loads(stream.read())
-        except ValueError as exc:
-            raise CPRecError(f"world file {config.world} is not valid JSON: {exc}") from exc
-    if not isinstance(world, dict) or not isinstance(world.get("pretrain"), list) or not world["pretrain"]:
+    world = load_world(config.world)
+    if not isinstance(world.get("pretrain"), list) or not world["pretrain"]:
         raise CPRecError(f"world file {config.world} has no `pretrain` sources")
-    base = config.world.rsplit("/", 1)[0] if "/" in config.world else "."
 
     def resolved(entry: Any, where: str) -> SourceConfig:
-        if not isinstance(entry, dict):
-            raise CPRecError(f"world file {config.world}: {where} is not an object")
-        source = SourceConfig.from_dict(dict(entry))
-        if storage.is_local(source.path) and not os.path.isabs(storage.local_path(source.path)):
-            source.path = storage.join(base, source.path)
+        source = SourceConfig.from_dict(world_source(config.world, entry, where))
         source.validate()
         return source
 

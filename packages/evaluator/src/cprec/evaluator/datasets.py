@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +23,7 @@ from cprec.core import schemas, storage
 from cprec.core.config import config_digest, load_config
 from cprec.core.errors import CPRecError
 from cprec.core.template import TEMPLATE_VERSION
+from cprec.core.world import load_world, world_source
 from cprec.evaluator.config import DatasetConfig, EvalConfig, SourceSpec
 
 SPLIT_VERSION = "1"
@@ -69,26 +69,20 @@ def dataset_specs(config: EvalConfig) -> list[DatasetConfig]:
     """The explicit `datasets`, or the `downstream` entries of the world.json at `world`."""
     if config.datasets:
         return list(config.datasets)
-    path = Path(config.world)
-    if not path.is_file():
-        raise CPRecError(f"world file not found: {config.world}")
-    try:
-        world = json.loads(path.read_text())
-        entries = world["downstream"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CPRecError(f"world file {path} has no valid `downstream` list ({exc})") from exc
+    world = load_world(config.world)
+    entries = world.get("downstream")
+    if not isinstance(entries, list):
+        raise CPRecError(f"world file {config.world} has no `downstream` list")
     specs = []
-    for entry in entries:
-        source = dict(entry["source"])
-        source_path = source.get("path", "")
-        # Paths in a world.json may be relative to the world.json itself.
-        if storage.is_local(source_path) and not Path(source_path).is_absolute():
-            source["path"] = str((path.parent / source_path).resolve())
-        fields = {f.name for f in dataclasses.fields(SourceSpec)}
+    fields = {f.name for f in dataclasses.fields(SourceSpec)}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise CPRecError(f"world file {config.world}: downstream[{i}] needs a `name` and a `source`")
+        source = world_source(config.world, entry.get("source"), f"downstream[{i}].source")
         spec = SourceSpec(**{k: v for k, v in source.items() if k in fields})
         specs.append(DatasetConfig(name=entry["name"], platform=entry.get("platform", ""), source=spec))
     if not specs:
-        raise CPRecError(f"world file {path} lists no downstream datasets")
+        raise CPRecError(f"world file {config.world} lists no downstream datasets")
     return specs
 
 
