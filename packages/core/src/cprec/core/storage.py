@@ -8,11 +8,13 @@ written last is what makes an output complete; readers call `require_complete`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -40,6 +42,16 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def join(uri: str, *parts: str) -> str:
     return "/".join([str(uri).rstrip("/"), *parts])
+
+
+def read_json(uri: str, label: str = "") -> Any:
+    """The JSON document at `uri`; `label` (e.g. "world file") leads the one-line error if it does not parse."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        try:
+            return json.loads(stream.read())
+        except ValueError as exc:
+            raise CPRecError(f"{label + ' ' if label else ''}{uri} is not valid JSON: {exc}") from exc
 
 
 def exists(uri: str) -> bool:

@@ -8,7 +8,6 @@ itself, so a generated world can be moved or copied as one directory.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -20,12 +19,7 @@ def load_world(uri: str) -> dict[str, Any]:
     """The parsed world file at `uri` (local path or s3://, gs://), with one-line errors."""
     if not storage.exists(uri):
         raise CPRecError(f"world file not found: {uri}")
-    fs, path = storage.filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        try:
-            world = json.loads(stream.read())
-        except ValueError as exc:
-            raise CPRecError(f"world file {uri} is not valid JSON: {exc}") from exc
+    world = storage.read_json(uri, "world file")
     if not isinstance(world, dict):
         raise CPRecError(f"world file {uri} is not a JSON object")
     return world

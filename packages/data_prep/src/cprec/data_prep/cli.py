@@ -41,16 +41,13 @@ def _synth(config: Any, _args: argparse.Namespace) -> None:
 
 
 def _build(config: Any, _args: argparse.Namespace) -> None:
-    import json
 
     from cprec.core import storage
     from cprec.core.schemas import STATS_FILE
     from cprec.data_prep.build import build
 
     out = build(config)
-    fs, path = storage.filesystem(storage.join(out, STATS_FILE))
-    with fs.open_input_stream(path) as stream:
-        stats = json.loads(stream.read())
+    stats = storage.read_json(storage.join(out, STATS_FILE))
     kept, records = stats["kept"], stats["records"]
     print(
         f"{out}: kept {kept['events']} events of {kept['users']} users on {kept['items']} items "

@@ -250,8 +250,4 @@ def _read_table(uri: str, what: str) -> pa.Table:
 
 
 def _read_json(uri: str) -> dict:
-    if not storage.exists(uri):
-        return {}
-    fs, path = storage.filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        return json.loads(stream.read())
+    return storage.read_json(uri) if storage.exists(uri) else {}

@@ -6,8 +6,6 @@ restyled) without recomputing anything.
 
 from __future__ import annotations
 
-import json
-
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.evaluator.metrics import metric_names
@@ -26,13 +24,7 @@ def render_report(out_dir: str) -> str:
     uri = storage.join(out_dir, "results.json")
     if not storage.exists(uri):
         raise CPRecError(f"no results.json in {out_dir}; run `cprec eval` first")
-    fs, path = storage.filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        try:
-            results = json.loads(stream.read())
-        except json.JSONDecodeError as exc:
-            raise CPRecError(f"{uri} is not valid JSON: {exc}") from exc
-    return write_report(results, out_dir)
+    return write_report(storage.read_json(uri), out_dir)
 
 
 def write_report(results: dict, out_dir: str) -> str:

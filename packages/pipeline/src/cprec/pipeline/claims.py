@@ -8,7 +8,6 @@ means show whether the direction is stable.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +44,7 @@ CLAIMS = [
 
 def per_user(root: str) -> dict:
     """dataset -> DataFrame of test-split per-user metrics (rows users, columns methods) of one run."""
-    fs, path = storage.filesystem(storage.join(root, "run.json"))
-    with fs.open_input_stream(path) as stream:
-        eval_dir = json.loads(stream.read())["stages"]["eval"]["path"]
+    eval_dir = storage.read_json(storage.join(root, "run.json"))["stages"]["eval"]["path"]
     frames = {}
     for file in storage.list_files(storage.join(eval_dir, "per_user"), (".parquet",)):
         file_fs, file_path = storage.filesystem(file)

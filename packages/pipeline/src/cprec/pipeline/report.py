@@ -57,9 +57,7 @@ def verdict(row: dict, alpha: float) -> str:
 
 
 def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, training_dirs: dict[str, str]) -> str:
-    fs, path = storage.filesystem(storage.join(eval_dir, "results.json"))
-    with fs.open_input_stream(path) as stream:
-        results = json.loads(stream.read())
+    results = storage.read_json(storage.join(eval_dir, "results.json"))
     alpha, test = results["protocol"]["alpha"], results["protocol"]["test"]
     eval_rel = eval_dir.rsplit("/", 1)[-1]
     lines = [
