@@ -77,3 +77,23 @@ def test_ray_actor_pool_matches_in_process_scores(tiny_lm, ray_local):
         assert (counts == local.local.token_counts()).all()
     finally:
         remote.close()
+
+
+def test_a_dead_scoring_actor_is_replaced_and_its_call_redone(tiny_lm, ray_local, caplog):
+    prompts = [history_prompt("Garden", TEXTS[i : i + 3]) for i in range(4)]
+    local = ScoringPool(str(tiny_lm), LLMConfig(num_actors=0))
+    local.set_catalogue(TEXTS)
+    remote = ScoringPool(
+        str(tiny_lm), LLMConfig(num_actors=1, cpus_per_actor=0.5, users_per_task=2, actor_restarts=1)
+    )
+    try:
+        remote.set_catalogue(TEXTS)
+        ray_local.kill(remote.actors[0], no_restart=True)
+        # the fresh actor must get the catalogue again, or the scores would fail or differ
+        np.testing.assert_allclose(remote.score(prompts), local.score(prompts), atol=1e-4)
+        assert "starting the actors afresh (0 restarts left)" in caplog.text
+        ray_local.kill(remote.actors[0], no_restart=True)
+        with pytest.raises(ray_local.exceptions.RayActorError):
+            remote.score(prompts)
+    finally:
+        remote.close()

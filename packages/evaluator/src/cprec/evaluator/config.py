@@ -78,6 +78,11 @@ class LLMConfig:
     device: str = option("auto", help="auto (GPU per actor when the cluster has GPUs) | cpu | cuda")
     dtype: str = option("auto", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
     users_per_task: int = option(16, help="users per actor call")
+    actor_restarts: int = option(
+        2,
+        help="times the scoring actors are started afresh (catalogue re-sent, the call redone) when one "
+        "dies: a lost node or a crashed worker costs a call, not the evaluation",
+    )
 
 
 @dataclass

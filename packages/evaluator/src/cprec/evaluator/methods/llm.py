@@ -18,6 +18,8 @@ tokens are tokenized once per catalogue. Users are spread over Ray actors that h
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from cprec.core import storage
@@ -26,6 +28,8 @@ from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, hist
 from cprec.evaluator.config import FORMS, LLMConfig
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods import Method
+
+log = logging.getLogger(__name__)
 
 
 def load_tokenizer(model_path: str):
@@ -223,12 +227,20 @@ def _cache_of(output):
 
 
 class ScoringPool:
-    """PrefixScorers on Ray actors (GPUs when the cluster has them), or one in this process."""
+    """PrefixScorers on Ray actors (GPUs when the cluster has them), or one in this process.
+
+    Scoring is a pure function of (model, catalogue, prompts), so when an actor dies (a preempted
+    node, a worker that crashed on start) the pool starts its actors afresh, hands them the
+    catalogue again and redoes the call, up to `llm.actor_restarts` times.
+    """
 
     def __init__(self, model_path: str, options: LLMConfig):
+        self.model_path = model_path
         self.options = options
         self.tokenizer = load_tokenizer(model_path)  # fails fast, in the driver, on a bad path or mismatch
         self.actors: list = []
+        self.catalogue_args: tuple | None = None
+        self.restarts_left = options.actor_restarts
         if options.num_actors == 0:
             import torch
 
@@ -239,38 +251,65 @@ class ScoringPool:
             )
             self.local = PrefixScorer(model_path, options, device)
             return
-        import ray
-
         from cprec.core.raytools import init_ray
 
         init_ray()
+        self._with_restarts(lambda: None)
+
+    def _start_actors(self) -> None:
+        import ray
+
         gpus = ray.cluster_resources().get("GPU", 0)
-        use_gpu = options.device == "cuda" or (options.device == "auto" and gpus > 0)
+        use_gpu = self.options.device == "cuda" or (self.options.device == "auto" and gpus > 0)
         remote = ray.remote(PrefixScorer).options(
-            num_cpus=options.cpus_per_actor, num_gpus=1 if use_gpu else 0
+            num_cpus=self.options.cpus_per_actor, num_gpus=1 if use_gpu else 0
         )
         self.actors = [
-            remote.remote(model_path, options, "cuda" if use_gpu else "cpu")
-            for _ in range(options.num_actors)
+            remote.remote(self.model_path, self.options, "cuda" if use_gpu else "cpu")
+            for _ in range(self.options.num_actors)
         ]
         ray.get([a.ready.remote() for a in self.actors])
+        if self.catalogue_args is not None:
+            ray.get([a.set_catalogue.remote(*self.catalogue_args) for a in self.actors])
+
+    def _with_restarts(self, call):
+        """`call()` on live actors; on an actor's death, fresh actors and the call again."""
+        from ray.exceptions import RayActorError
+
+        while True:
+            try:
+                if not self.actors:
+                    self._start_actors()
+                return call()
+            except RayActorError as exc:
+                self.close()
+                if self.restarts_left <= 0:
+                    raise
+                self.restarts_left -= 1
+                log.warning(
+                    "a scoring actor died (%s); starting the actors afresh (%d restarts left)",
+                    str(exc).splitlines()[0],
+                    self.restarts_left,
+                )
 
     def set_catalogue(self, item_texts: list[str]) -> np.ndarray:
         """Tokenizes the catalogue once, hands it to every scorer; returns the scored tokens per item."""
         catalogue = tokenize_catalogue(self.tokenizer, item_texts)
         end_ids = end_token_ids(self.tokenizer, catalogue, self.options.end)
         self.end_kind = "none" if not end_ids else ("eos" if len(end_ids) == 1 else "separator or eos")
-        if not self.actors:
+        if self.options.num_actors == 0:
             self.local.set_catalogue(catalogue, end_ids)
             return self.local.token_counts()
         import ray
 
-        ref = ray.put(catalogue)
-        ray.get([a.set_catalogue.remote(ref, end_ids) for a in self.actors])
+        self.catalogue_args = (ray.put(catalogue), end_ids)
+        self._with_restarts(
+            lambda: ray.get([a.set_catalogue.remote(*self.catalogue_args) for a in self.actors])
+        )
         return np.array([len(c) for c in catalogue]) + (1 if end_ids else 0)
 
     def score(self, prompts: list[str], candidates: list[np.ndarray] | None = None) -> np.ndarray:
-        if not self.actors:
+        if self.options.num_actors == 0:
             return self.local.score_prompts(prompts, candidates)
         from ray.util import ActorPool
 
@@ -279,8 +318,12 @@ class ScoringPool:
             (prompts[i : i + step], None if candidates is None else candidates[i : i + step])
             for i in range(0, len(prompts), step)
         ]
-        pool = ActorPool(self.actors)
-        parts = list(pool.map(lambda actor, task: actor.score_prompts.remote(*task), tasks))
+
+        def run() -> list:
+            pool = ActorPool(self.actors)
+            return list(pool.map(lambda actor, task: actor.score_prompts.remote(*task), tasks))
+
+        parts = self._with_restarts(run)
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def close(self) -> None:
