@@ -323,7 +323,7 @@ class _Build:
         import ray
 
         c, threads, memory = self.config, self.threads, self.memory
-        spec = _get(self.task(_tokenizer_task).remote(self.work, self.out, c.tokens))
+        spec = _get(self.task(_tokenizer_task).remote(self.work, self.out, c.tokens, bool(self.catalogs)))
         texts = ray.data.read_parquet(storage.join(self.out, ITEMS_FILE))
         if self.catalogs:
             texts = texts.union(ray.data.read_parquet(storage.join(self.work, TEXT_CATALOGUE)))
@@ -335,7 +335,16 @@ class _Build:
         token_stats = _get(
             [
                 self.task(_tokens_task).remote(
-                    self.work, self.out, p, c.partitions, spec_ref, c.sequences, c.tokens, threads, memory
+                    self.work,
+                    self.out,
+                    p,
+                    c.partitions,
+                    spec_ref,
+                    c.sequences,
+                    c.tokens,
+                    bool(self.catalogs),
+                    threads,
+                    memory,
                 )
                 for p in self.parts
             ]
@@ -467,12 +476,12 @@ def _text_catalogue_task(work: str, threads: int, memory: str) -> dict:
     }
 
 
-def _text_items(work: str, out: str) -> pa.Table:
-    """Every item text the tokenizer and catalogue replay see: items.parquet and the text-only catalogues."""
+def _text_items(work: str, out: str, with_catalogues: bool) -> pa.Table:
+    """Every item text the tokenizer and catalogue replay see: items.parquet and, when the build has
+    text-only catalogues, theirs (written by _text_catalogue_task)."""
     items = files.read_table(storage.join(out, ITEMS_FILE))
-    extra = storage.join(work, TEXT_CATALOGUE)
-    if storage.exists(extra):
-        items = pa.concat_tables([items, files.read_table(extra).cast(items.schema)])
+    if with_catalogues:
+        items = pa.concat_tables([items, files.read_table(storage.join(work, TEXT_CATALOGUE)).cast(items.schema)])
     return items
 
 
@@ -614,8 +623,8 @@ def _items_file_task(work: str, out: str, threads: int, memory: str, *distinct: 
     return dict(con.sql("SELECT domain, count(*) FROM items GROUP BY domain ORDER BY domain").fetchall())
 
 
-def _tokenizer_task(work: str, out: str, config: TokenConfig) -> tokens.TokenizerSpec:
-    items = _text_items(work, out)
+def _tokenizer_task(work: str, out: str, config: TokenConfig, with_catalogues: bool) -> tokens.TokenizerSpec:
+    items = _text_items(work, out, with_catalogues)
     if config.tokenizer:
         tokenizer = tokens.load_tokenizer(config.tokenizer)
     else:
@@ -636,13 +645,14 @@ def _tokens_task(
     spec: tokens.TokenizerSpec,
     sequence_config: SequenceConfig,
     token_config: TokenConfig,
+    with_catalogues: bool,
     threads: int,
     memory: str,
 ) -> dict:
     """The partition's documents (its users' sequences and its hash share of the catalogue), packed."""
     con = cleaning.connect(threads, memory)
     seqs = files.read_table(storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
-    items = _text_items(work, out)
+    items = _text_items(work, out, with_catalogues)
     item_tokens = files.read_table(storage.join(work, "item_tokens"))
     groups = [seqs.select(["kind", "domain", "item_ids", "split", "text"])]
     if sequence_config.catalog:
