@@ -131,3 +131,23 @@ def test_deepspeed_file_is_merged_but_cannot_change_the_batch_shape(tmp_path):
     extra.write_text('{"train_batch_size": 64}')
     with pytest.raises(CPRecError, match="train_batch_size"):
         deepspeed_config(cfg, world=2, bf16=False)
+
+
+def test_relative_paths_are_the_driver_s_not_the_workers(ray_local, token_build, tmp_path, monkeypatch):
+    # Ray Train's workers do not run in the driver's directory: `cprec train data_dir=out/data` once
+    # failed there with "no tokenizer in the data build" although the build was in place
+    (tmp_path / "data").symlink_to(token_build, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    cfg = config(Path("data"), Path("out"), steps=2, **{"scaling.num_workers": 1, "checkpoint.every": 2})
+    result = fit(cfg)
+    assert result.model_dir == str(tmp_path / "out" / "model")
+    assert (tmp_path / "out" / "model" / "config.json").exists()
+
+
+def test_only_local_models_that_exist_are_made_absolute(tmp_path):
+    from cprec.trainer.fit import with_absolute_paths
+
+    hub = with_absolute_paths(config(Path("data"), Path("out"), model="Qwen/Qwen2.5-0.5B"))
+    assert hub.model == "Qwen/Qwen2.5-0.5B" and hub.data_dir == str(Path.cwd() / "data")
+    remote = with_absolute_paths(config("data", "s3://bucket/out", model=str(tmp_path)))
+    assert remote.output_dir == "s3://bucket/out" and remote.model == str(tmp_path)

@@ -30,6 +30,12 @@ def local_path(uri: str) -> Path:
     return Path(str(uri).removeprefix("file://"))
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (Ray's workers and actors do not run in the driver's directory);
+    remote URIs and '' unchanged."""
+    return str(local_path(uri).absolute()) if uri and is_local(uri) else uri
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem serving `uri` and the path inside it."""
     if is_local(uri):

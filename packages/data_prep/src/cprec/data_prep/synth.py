@@ -770,11 +770,7 @@ def synthesize(config: SynthConfig) -> str:
     """Generates the world and writes it under `config.out_dir`; returns the path of its world.json."""
     config.validate()
     world = generate(config)
-    final = (
-        str(storage.local_path(config.out_dir).absolute())
-        if storage.is_local(config.out_dir)
-        else config.out_dir
-    )
+    final = storage.absolute(config.out_dir)
     if storage.is_local(final):
         with storage.atomic_output(final) as staging:
             write_world(world, config, staging, final)

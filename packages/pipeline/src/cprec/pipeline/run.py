@@ -38,9 +38,7 @@ def run(config: RunConfig, preset: str) -> str:
     from cprec.data_prep.synth import SynthConfig, synthesize
 
     config.validate()
-    root = config.out_dir or f"runs/{preset}"
-    if storage.is_local(root):
-        root = str(storage.local_path(root).absolute())
+    root = storage.absolute(config.out_dir or f"runs/{preset}")
     runner = StageRunner(root)
 
     seeded = {"seed": config.seed}

@@ -241,9 +241,7 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     from cprec.trainer.config import TrainConfig
 
     config.validate()
-    root = config.out_dir or f"runs/{preset}"
-    if storage.is_local(root):
-        root = str(storage.local_path(root).absolute())
+    root = storage.absolute(config.out_dir or f"runs/{preset}")
     runner = StageRunner(root)
     world_json, data_dir, base_model = _base_stages(runner, config)
     downstream = _downstream_stage(runner, config, world_json)

@@ -24,8 +24,19 @@ class TrainResult:
 
 
 def run_storage(config: TrainConfig) -> str:
-    path = config.checkpoint.storage_path or storage.join(config.output_dir, "runs")
-    return str(storage.local_path(path).absolute()) if storage.is_local(path) else path
+    return storage.absolute(config.checkpoint.storage_path or storage.join(config.output_dir, "runs"))
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Local data, output and model paths made absolute: the workers read them from elsewhere."""
+    import dataclasses
+
+    model = config.model
+    if model and storage.is_local(model) and storage.local_path(model).exists():
+        model = storage.absolute(model)  # a hub id such as 'org/name' is left to transformers
+    return dataclasses.replace(
+        config, data_dir=storage.absolute(config.data_dir), output_dir=storage.absolute(config.output_dir), model=model
+    )
 
 
 def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
@@ -43,6 +54,7 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     from cprec.trainer.loop import EXPORT_DIR, train_loop
 
     config.validate()
+    config = with_absolute_paths(config)
     plan = make_plan(config)
     init_ray()
     DataContext.get_current().enable_progress_bars = False
