@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import ray
 
 from cprec.core import raytools
@@ -32,3 +34,24 @@ def test_missing_dashboard_packages_start_ray_without_it(monkeypatch, caplog):
 
 def test_the_dashboard_can_be_turned_off(monkeypatch):
     assert started_with(monkeypatch, True, dashboard=False)["include_dashboard"] is False
+
+
+def test_a_local_ray_gets_the_single_machine_train_settings_unless_the_user_set_them(monkeypatch):
+    monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "")  # recorded, so undone after the test
+    monkeypatch.delenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
+    started_with(monkeypatch, True)
+    assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
+
+
+def test_joining_a_cluster_leaves_its_train_settings_alone(monkeypatch):
+    for key in raytools.LOCAL_TRAIN_ENV:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: None)
+    monkeypatch.setattr(raytools, "quiet_ray_data", lambda: None)
+    raytools.init_ray()
+    assert not any(key in os.environ for key in raytools.LOCAL_TRAIN_ENV)
