@@ -7,8 +7,8 @@ import os
 
 log = logging.getLogger("cprec")
 
-# Ray Train settings for a Ray this process starts on one machine (a user's own value wins). Every
-# training run (each SFT is one) pays them, measured ~4.5 s of a 20 s short run (docs/benchmarks.md).
+# Ray Train settings for a Ray this process starts on one machine (a user's own value wins): a short
+# training run in a fresh Ray took ~4 s less of ~20 s with them (docs/benchmarks.md).
 LOCAL_TRAIN_ENV = {
     # no spot nodes to watch on one machine; the watcher is one more actor process per run
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
