@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cprec.core.template import MIXED_DOMAIN, document, empty_prompt, header, history_prompt
+from cprec.core.template import MIXED_DOMAIN, document, header
 from cprec.evaluator.config import FORMS, LLMConfig
 from cprec.evaluator.methods.llm import PrefixScorer, end_token_ids, score_forms, tokenize_catalogue
 from cprec.evaluator.metrics import count_ranks, paired_pvalue, rank_metrics
@@ -103,15 +103,10 @@ def main() -> None:
             scorer = PrefixScorer(path, LLMConfig())
             catalogue = tokenize_catalogue(scorer.tokenizer, cases["texts"])
             scorer.set_catalogue(catalogue, end_token_ids(scorer.tokenizer, catalogue, "item_end"))
-            empties = {"domain": empty_prompt(cases["domain_name"]), "mixed": header("mixed", MIXED_DOMAIN)}
             for kind in args.kinds:
-                empty = empties[kind]
-                prompts = [
-                    history_prompt(cases["domain_name"], h) if kind == "domain" else document("mixed", MIXED_DOMAIN, h)
-                    for h in cases[kind]
-                ]
-                sums = scorer.score_prompts(prompts)
-                prior = scorer.score_prompts([empty])[0]
+                domain = cases["domain_name"] if kind == "domain" else MIXED_DOMAIN
+                sums = scorer.score_prompts([document(kind, domain, h) for h in cases[kind]])
+                prior = scorer.score_prompts([header(kind, domain)])[0]  # the empty prompt of that kind
                 for form, scores in score_forms(sums, scorer.token_counts(), prior, list(FORMS)).items():
                     per_model[f"{label} | {kind} | {form}"] = ndcg10(scores, cases).tolist()
     (args.run / f"context_prompts-{args.split}.json").write_text(json.dumps(results))

@@ -36,6 +36,12 @@ def absolute(uri: str) -> str:
     return str(local_path(uri).absolute()) if uri and is_local(uri) else uri
 
 
+def absolute_if_present(uri: str) -> str:
+    """A local path that exists, made absolute; anything else unchanged (a hub model id such as
+    'org/name' is left to transformers, a remote URI to its filesystem)."""
+    return absolute(uri) if uri and is_local(uri) and local_path(uri).exists() else uri
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem serving `uri` and the path inside it."""
     if is_local(uri):

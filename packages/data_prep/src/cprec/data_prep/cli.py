@@ -41,7 +41,6 @@ def _synth(config: Any, _args: argparse.Namespace) -> None:
 
 
 def _build(config: Any, _args: argparse.Namespace) -> None:
-
     from cprec.core import storage
     from cprec.core.schemas import STATS_FILE
     from cprec.data_prep.build import build

@@ -31,11 +31,11 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     """Local data, output and model paths made absolute: the workers read them from elsewhere."""
     import dataclasses
 
-    model = config.model
-    if model and storage.is_local(model) and storage.local_path(model).exists():
-        model = storage.absolute(model)  # a hub id such as 'org/name' is left to transformers
     return dataclasses.replace(
-        config, data_dir=storage.absolute(config.data_dir), output_dir=storage.absolute(config.output_dir), model=model
+        config,
+        data_dir=storage.absolute(config.data_dir),
+        output_dir=storage.absolute(config.output_dir),
+        model=storage.absolute_if_present(config.model),
     )
 
 

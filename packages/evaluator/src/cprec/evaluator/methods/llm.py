@@ -237,8 +237,7 @@ class ScoringPool:
     def __init__(self, model_path: str, options: LLMConfig):
         self.options = options
         self.tokenizer = load_tokenizer(model_path)  # fails fast, in the driver, on a bad path or mismatch
-        local = storage.is_local(model_path) and storage.local_path(model_path).exists()
-        self.model_path = storage.absolute(model_path) if local else model_path  # actors run elsewhere
+        self.model_path = storage.absolute_if_present(model_path)  # actors run in another directory
         self.actors: list = []
         self.catalogue_args: tuple | None = None
         self.restarts_left = options.actor_restarts
