@@ -1,0 +1,156 @@
+"""Claim 3 as the pre-training budget grows: CPRec (mixed sequences) against domain-only sequences.
+
+For each seed of a finished `benchmarks/claims.py` sweep and each step budget, trains CPRec and the
+domain-only ablation from that seed's base model for `steps` steps (the preset's schedules and
+mixtures; every step trains on the same number of packed blocks, so the tokens are equal too), then
+scores both zero-shot with `benchmarks/context_prompts.py` (the protocol's single-domain prompts)
+on validation and test, `--users` per dataset. The score form is chosen per (seed, dataset, model)
+on validation; on test the users of all seeds are pooled into one paired Wilcoxon test per dataset.
+
+    python benchmarks/claim3_budget.py --sweep runs/claims4 --seeds 0 1 2 --steps 150 300 600
+
+Each (steps, seed) is its own run root under --root whose stage directories are links to the
+sweep's (stages are content-addressed: its world, corpus, base model, evaluation datasets and, at
+the preset's own step count, both models are reused, not rebuilt); an interrupted study continues. Writes <root>/claim3_budget.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cprec.core.cli import main as cprec
+from cprec.evaluator.config import FORMS
+from cprec.evaluator.metrics import paired_pvalue
+from cprec.pipeline.presets import load_preset
+
+DOMAIN_ONLY = "CPT domain-only"
+MODELS = {"CPRec": "cpt", DOMAIN_ONLY: "variant-cpt-domain-only"}  # label -> stage
+SPLITS = ("valid", "test")
+
+
+def train_pair(sweep_run: Path, root: Path, preset: str, seed: int, steps: int, overrides: list[str]) -> dict:
+    """Trains (or reuses) CPRec and the domain-only model at `steps`; returns label -> stage dir."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stage in sweep_run.iterdir():
+        link = root / stage.name
+        if stage.is_dir() and not link.exists():
+            link.symlink_to(stage.absolute())
+    variants = [v for v in load_preset(preset).get("variants", []) if v["name"] == DOMAIN_ONLY]
+    config = root / "claim3.yaml"
+    config.write_text(yaml.safe_dump({"variants": variants}))
+    argv = ["run", "--preset", preset, "--config", str(config), f"out_dir={root.absolute()}", f"seed={seed}"]
+    if cprec([*argv, "until=cpt", f"cpt.steps={steps}", *overrides]) != 0:
+        raise SystemExit(f"cprec run failed for seed {seed}, {steps} steps")
+    stages = json.loads((root / "run.json").read_text())["stages"]
+    return {label: Path(stages[stage]["path"]) for label, stage in MODELS.items()}
+
+
+def score(root: Path, models: dict, users: int) -> dict:
+    """split -> dataset -> 'label | domain | form' -> per-user NDCG@10 (context_prompts.py's file)."""
+    out = {}
+    for split in SPLITS:
+        path = root / f"context_prompts-{split}.json"
+        if not path.exists():
+            script = Path(__file__).with_name("context_prompts.py")
+            args = [sys.executable, str(script), str(root), "--kinds", "domain", "--split", split]
+            args += ["--users", str(users)]
+            for label, stage in models.items():
+                args += ["--model", f"{label}={stage / 'model'}"]
+            subprocess.run(args, check=True)
+        out[split] = json.loads(path.read_text())
+    return out
+
+
+def best_on_valid(scores: dict, dataset: str, label: str) -> np.ndarray:
+    """Test NDCG@10 of the model's score form that is best on validation."""
+    form = max(FORMS, key=lambda f: np.mean(scores["valid"][dataset][f"{label} | domain | {f}"]))
+    return np.array(scores["test"][dataset][f"{label} | domain | {form}"])
+
+
+def tokens_seen(stage: Path) -> int:
+    lines = (stage / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])["tokens_seen"]
+
+
+def summarise(per_seed: dict[int, dict], models_by_seed: dict[int, dict]) -> dict:
+    first = next(iter(per_seed.values()))
+    rows = {}
+    for dataset in first["test"]:
+        values = {label: {s: best_on_valid(per_seed[s], dataset, label) for s in per_seed} for label in MODELS}
+        cprec_all = np.concatenate(list(values["CPRec"].values()))
+        domain_all = np.concatenate(list(values[DOMAIN_ONLY].values()))
+        rows[dataset] = {
+            "CPRec": float(cprec_all.mean()),
+            DOMAIN_ONLY: float(domain_all.mean()),
+            "p": paired_pvalue(cprec_all, domain_all),
+            "per_seed_diff": {s: float(values["CPRec"][s].mean() - values[DOMAIN_ONLY][s].mean()) for s in per_seed},
+        }
+    tokens = {label: {s: tokens_seen(models[label]) for s, models in models_by_seed.items()} for label in MODELS}
+    return {"datasets": rows, "tokens_seen": tokens}
+
+
+def markdown(results: dict, alpha: float = 0.05) -> str:
+    lines = [
+        "| steps | dataset | CPRec | CPT domain-only | difference | p (pooled) | per-seed sign |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for steps, summary in results.items():
+        rows = summary["datasets"]
+        for dataset, row in rows.items():
+            signs = "".join("+" if d > 0 else "-" if d < 0 else "0" for d in row["per_seed_diff"].values())
+            mark = "**" if row["p"] < alpha else ""
+            lines.append(
+                f"| {steps} | {dataset} | {row['CPRec']:.3f} | {row[DOMAIN_ONLY]:.3f} | "
+                f"{mark}{row['CPRec'] - row[DOMAIN_ONLY]:+.3f}{mark} | {row['p']:.3g} | {signs} |"
+            )
+        cprec_mean = np.mean([r["CPRec"] for r in rows.values()])
+        domain_mean = np.mean([r[DOMAIN_ONLY] for r in rows.values()])
+        ahead = sum(r["CPRec"] > r[DOMAIN_ONLY] for r in rows.values())
+        held = sum(r["CPRec"] > r[DOMAIN_ONLY] and r["p"] < alpha for r in rows.values())
+        behind = sum(r["CPRec"] < r[DOMAIN_ONLY] and r["p"] < alpha for r in rows.values())
+        lines.append(
+            f"| {steps} | **mean** (ahead {ahead}/{len(rows)}, significantly {held}, significantly behind "
+            f"{behind}) | {cprec_mean:.3f} | {domain_mean:.3f} | {cprec_mean - domain_mean:+.3f} | | |"
+        )
+    lines += ["", "Real tokens trained on (`tokens_seen`, per seed):", ""]
+    for steps, summary in results.items():
+        parts = [
+            f"{label} {', '.join(f'{t:,}' for t in seeds.values())}" for label, seeds in summary["tokens_seen"].items()
+        ]
+        lines.append(f"- {steps} steps: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", type=Path, required=True, help="a benchmarks/claims.py root (its seed runs)")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, nargs="+", default=[150, 300, 600])
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--root", type=Path, default=Path("runs/claim3-budget"))
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every training run")
+    args = parser.parse_args()
+    results = {}
+    for steps in args.steps:
+        per_seed, models_by_seed = {}, {}
+        for seed in args.seeds:
+            root = args.root / f"steps{steps}-seed{seed}"
+            sweep_run = args.sweep / f"{args.preset}-seed{seed}"
+            models_by_seed[seed] = train_pair(sweep_run, root, args.preset, seed, steps, args.overrides)
+            per_seed[seed] = score(root, models_by_seed[seed], args.users)
+        results[steps] = summarise(per_seed, models_by_seed)
+    (args.root / "claim3_budget.json").write_text(json.dumps(results, indent=2))
+    (args.root / "claim3_budget.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
