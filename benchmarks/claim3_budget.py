@@ -6,6 +6,8 @@ mixtures; every step trains on the same number of packed blocks, so the tokens a
 scores both zero-shot with `benchmarks/context_prompts.py` (the protocol's single-domain prompts)
 on validation and test, `--users` per dataset. The score form is chosen per (seed, dataset, model)
 on validation; on test the users of all seeds are pooled into one paired Wilcoxon test per dataset.
+With `--sft`, both models are also fine-tuned on each downstream dataset and scored by the
+evaluator itself (`cprec eval`'s protocol and users, the run's SFT settings): claim 3 after SFT.
 
     python benchmarks/claim3_budget.py --sweep runs/claims4 --seeds 0 1 2 --steps 150 300 600
 
@@ -26,9 +28,13 @@ import numpy as np
 import yaml
 
 from cprec.core.cli import main as cprec
+from cprec.core.config import load_config
 from cprec.evaluator.config import FORMS
 from cprec.evaluator.metrics import paired_pvalue
+from cprec.pipeline.claims import Comparison, compare, eval_per_user
+from cprec.pipeline.config import RunConfig
 from cprec.pipeline.presets import load_preset
+from cprec.pipeline.run import eval_config, layered
 
 DOMAIN_ONLY = "CPT domain-only"
 MODELS = {"CPRec": "cpt", DOMAIN_ONLY: "variant-cpt-domain-only"}  # label -> stage
@@ -68,6 +74,24 @@ def score(root: Path, models: dict, users: int) -> dict:
     return out
 
 
+def fine_tuned(root: Path, preset: str, seed: int, models: dict, users: int, overrides: list[str]) -> dict:
+    """Both models fine-tuned and scored by the evaluator (<root>/eval-sft); `per_user`'s frames."""
+    from cprec.evaluator.evaluate import RESULTS_FILE, evaluate
+
+    out = root / "eval-sft"
+    if not (out / RESULTS_FILE).exists():
+        run = load_config(
+            RunConfig,
+            base=layered(load_preset(preset), {"seed": seed}),
+            overrides=[*overrides, f"eval.max_users={users}"],
+        )
+        stages = json.loads((root / "run.json").read_text())["stages"]
+        world = str(Path(stages["world"]["path"]) / "world.json")
+        methods = [{"kind": "sft", "name": f"{label} + SFT", "model": str(models[label] / "model")} for label in MODELS]
+        evaluate(eval_config(run, world, methods, str(out.absolute())))
+    return eval_per_user(str(out))
+
+
 def best_on_valid(scores: dict, dataset: str, label: str) -> np.ndarray:
     """Test NDCG@10 of the model's score form that is best on validation."""
     form = max(FORMS, key=lambda f: np.mean(scores["valid"][dataset][f"{label} | domain | {f}"]))
@@ -96,6 +120,11 @@ def summarise(per_seed: dict[int, dict], models_by_seed: dict[int, dict]) -> dic
     return {"datasets": rows, "tokens_seen": tokens}
 
 
+def sft_rows(frames_by_seed: dict[int, dict]) -> list[dict]:
+    claim = "3. all-domain mixed sequences beat domain-only, after SFT"
+    return compare(frames_by_seed, [Comparison(claim, "CPRec + SFT", f"{DOMAIN_ONLY} + SFT")])
+
+
 def markdown(results: dict, alpha: float = 0.05) -> str:
     lines = [
         "| steps | dataset | CPRec | CPT domain-only | difference | p (pooled) | per-seed sign |",
@@ -119,6 +148,22 @@ def markdown(results: dict, alpha: float = 0.05) -> str:
             f"| {steps} | **mean** (ahead {ahead}/{len(rows)}, significantly {held}, significantly behind "
             f"{behind}) | {cprec_mean:.3f} | {domain_mean:.3f} | {cprec_mean - domain_mean:+.3f} | | |"
         )
+    sft = {steps: summary["sft"] for steps, summary in results.items() if summary.get("sft")}
+    if sft:
+        lines += ["", "After fine-tuning (the evaluator's protocol and users):", ""]
+        lines += [
+            "| steps | dataset | CPRec + SFT | CPT domain-only + SFT | difference | p (pooled) | per-seed sign |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for steps, rows in sft.items():
+            for row in rows:
+                signs = "".join("+" if d > 0 else "-" if d < 0 else "0" for d in row["seed_differences"])
+                mark = "**" if row["p"] < alpha else ""
+                difference = row["mean_better"] - row["mean_other"]
+                lines.append(
+                    f"| {steps} | {row['dataset']} | {row['mean_better']:.3f} | {row['mean_other']:.3f} | "
+                    f"{mark}{difference:+.3f}{mark} | {row['p']:.3g} | {signs} |"
+                )
     lines += ["", "Real tokens trained on (`tokens_seen`, per seed):", ""]
     for steps, summary in results.items():
         parts = [
@@ -136,17 +181,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[150, 300, 600])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--root", type=Path, default=Path("runs/claim3-budget"))
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for every training run")
+    parser.add_argument("--sft", action="store_true", help="also compare both models after fine-tuning")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the `cprec run` config")
     args = parser.parse_args()
     results = {}
     for steps in args.steps:
-        per_seed, models_by_seed = {}, {}
+        per_seed, models_by_seed, tuned = {}, {}, {}
         for seed in args.seeds:
             root = args.root / f"steps{steps}-seed{seed}"
             sweep_run = args.sweep / f"{args.preset}-seed{seed}"
             models_by_seed[seed] = train_pair(sweep_run, root, args.preset, seed, steps, args.overrides)
             per_seed[seed] = score(root, models_by_seed[seed], args.users)
+            if args.sft:
+                tuned[seed] = fine_tuned(root, args.preset, seed, models_by_seed[seed], args.users, args.overrides)
         results[steps] = summarise(per_seed, models_by_seed)
+        if tuned:
+            results[steps]["sft"] = sft_rows(tuned)
     (args.root / "claim3_budget.json").write_text(json.dumps(results, indent=2))
     (args.root / "claim3_budget.md").write_text(markdown(results))
     print(markdown(results))

@@ -44,7 +44,11 @@ CLAIMS = [
 
 def per_user(root: str) -> dict:
     """dataset -> DataFrame of test-split per-user metrics (rows users, columns methods) of one run."""
-    eval_dir = storage.read_json(storage.join(root, "run.json"))["stages"]["eval"]["path"]
+    return eval_per_user(storage.read_json(storage.join(root, "run.json"))["stages"]["eval"]["path"])
+
+
+def eval_per_user(eval_dir: str) -> dict:
+    """`per_user` of one evaluation's output directory."""
     frames = {}
     for file in storage.list_files(storage.join(eval_dir, "per_user"), (".parquet",)):
         file_fs, file_path = storage.filesystem(file)
@@ -58,14 +62,20 @@ def per_user(root: str) -> dict:
 
 def check(roots: dict[int, str], alpha: float = 0.05, test: str = "wilcoxon") -> list[dict]:
     """One row per (comparison, dataset): means, per-seed differences, pooled p-value, verdict."""
+    return compare({seed: per_user(root) for seed, root in roots.items()}, CLAIMS, alpha, test)
+
+
+def compare(
+    runs: dict[int, dict], comparisons: list[Comparison], alpha: float = 0.05, test: str = "wilcoxon"
+) -> list[dict]:
+    """`check` over per-user frames (seed -> `per_user`'s dict) for any comparisons."""
     from cprec.evaluator.metrics import paired_pvalue
 
-    runs = {seed: per_user(root) for seed, root in roots.items()}
     datasets = sorted(set.intersection(*[set(r) for r in runs.values()]))
     rows = []
-    for comparison in CLAIMS:
+    for comparison in comparisons:
         for dataset in datasets:
-            frames = [runs[seed][dataset] for seed in roots]
+            frames = [runs[seed][dataset] for seed in runs]
             if not all({comparison.better, comparison.other} <= set(f.columns) for f in frames):
                 continue
             a = np.concatenate([f[comparison.better].to_numpy(float) for f in frames])

@@ -9,7 +9,7 @@ datasets, every method) -> report.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
@@ -17,6 +17,9 @@ from cprec.core import storage
 from cprec.core.config import load_config
 from cprec.pipeline.config import STAGES, RunConfig
 from cprec.pipeline.stages import StageRunner
+
+if TYPE_CHECKING:
+    from cprec.evaluator.config import EvalConfig
 
 BASE_NAME = "Base"
 CPREC_NAME = "CPRec"
@@ -105,9 +108,14 @@ def _training_dirs(runner: StageRunner) -> dict[str, str]:
 
 
 def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_model: str, models: dict) -> str:
-    from cprec.evaluator.config import EvalConfig
     from cprec.evaluator.evaluate import evaluate
 
+    methods = eval_methods(config, base_model, models)
+    return runner.run("eval", lambda out: eval_config(config, world_json, methods, out), evaluate).path
+
+
+def eval_methods(config: RunConfig, base_model: str, models: dict[str, str]) -> list[dict]:
+    """The recipe's methods: the baselines, then each model zero-shot (and fine-tuned where asked)."""
     sft_only = {"datasets": list(config.sft_datasets)} if config.sft_datasets else {}
     methods: list[dict] = [
         {"kind": "popularity", "name": "Popularity"},
@@ -124,13 +132,16 @@ def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_mode
             methods.append(
                 {"kind": "sft", "name": f"{variant.name} + SFT", "model": models[variant.name], **sft_only}
             )
+    return methods
+
+
+def eval_config(config: RunConfig, world_json: str, methods: list[dict], out_dir: str) -> EvalConfig:
+    """The run's EvalConfig for `methods`: its eval section, its seed, SFT runs shaped like its training."""
+    from cprec.evaluator.config import EvalConfig
+
     seeded = {"seed": config.seed}
     fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(seeded, config.train, config.sft)}}
-
-    def configure(out: str) -> EvalConfig:
-        return load_config(EvalConfig, base=layered(seeded, config.eval, fixed, {"out_dir": out}))
-
-    return runner.run("eval", configure, evaluate).path
+    return load_config(EvalConfig, base=layered(seeded, config.eval, fixed, {"out_dir": out_dir}))
 
 
 def _finish(runner: StageRunner, root: str, preset: str, config: RunConfig) -> str:
