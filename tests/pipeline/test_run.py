@@ -9,6 +9,7 @@ import pytest
 
 from cprec.core.cli import main
 from cprec.core.config import load_config
+from cprec.core.errors import CPRecError
 from cprec.pipeline.config import RunConfig
 from cprec.pipeline.presets import load_preset, preset_names
 
@@ -90,3 +91,25 @@ def test_bad_preset_and_bad_stage_key_are_one_line_errors(tmp_path, capsys):
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert main(["run", "--preset", "smoke", f"out_dir={tmp_path}", "until=world", "synth.no_such_knob=1"]) == 2
     assert "no_such_knob" in capsys.readouterr().err
+
+
+def test_a_preset_extends_another_stating_only_what_it_changes(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: smoke\ncpt: {steps: 7}\nvariants: []\n")
+    smoke, loaded = load_preset("smoke"), load_preset(str(child))
+    assert loaded["cpt"]["steps"] == 7 and loaded["variants"] == []
+    assert loaded["cpt"]["schedule"] == smoke["cpt"]["schedule"]  # mappings merge, the rest is the parent's
+    assert {k: v for k, v in loaded.items() if k not in ("cpt", "variants")} == {
+        k: v for k, v in smoke.items() if k not in ("cpt", "variants")
+    }
+    medium, default = load_preset("medium"), load_preset("default")
+    assert medium["train"]["tiny"]["hidden_size"] == 128 and medium["cpt"]["steps"] == 300
+    assert medium["variants"] == default["variants"] and medium["eval"] == default["eval"]
+
+
+def test_a_preset_extending_itself_is_a_clear_error(tmp_path):
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(f"extends: {second}\n")
+    second.write_text(f"extends: {first}\n")
+    with pytest.raises(CPRecError, match="extends it back"):
+        load_preset(str(first))
