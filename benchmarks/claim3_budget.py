@@ -13,7 +13,8 @@ evaluator itself (`cprec eval`'s protocol and users, the run's SFT settings): cl
 
 Each (steps, seed) is its own run root under --root whose stage directories are links to the
 sweep's (stages are content-addressed: its world, corpus, base model, evaluation datasets and, at
-the preset's own step count, both models are reused, not rebuilt); an interrupted study continues. Writes <root>/claim3_budget.md and .json.
+the preset's own step count, both models are reused, not rebuilt); an interrupted study continues.
+Writes <root>/claim3_budget.md and .json.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ def sft_rows(frames_by_seed: dict[int, dict]) -> list[dict]:
     return compare(frames_by_seed, [Comparison(claim, "CPRec + SFT", f"{DOMAIN_ONLY} + SFT")])
 
 
+def table_row(steps: int, dataset: str, mean: float, other: float, p: float, seed_diffs, alpha: float) -> str:
+    """One dataset's row: both means, the difference (bold when p < alpha), p, per-seed signs."""
+    signs = "".join("+" if d > 0 else "-" if d < 0 else "0" for d in seed_diffs)
+    mark = "**" if p < alpha else ""
+    return f"| {steps} | {dataset} | {mean:.3f} | {other:.3f} | {mark}{mean - other:+.3f}{mark} | {p:.3g} | {signs} |"
+
+
 def markdown(results: dict, alpha: float = 0.05) -> str:
     lines = [
         "| steps | dataset | CPRec | CPT domain-only | difference | p (pooled) | per-seed sign |",
@@ -133,12 +141,8 @@ def markdown(results: dict, alpha: float = 0.05) -> str:
     for steps, summary in results.items():
         rows = summary["datasets"]
         for dataset, row in rows.items():
-            signs = "".join("+" if d > 0 else "-" if d < 0 else "0" for d in row["per_seed_diff"].values())
-            mark = "**" if row["p"] < alpha else ""
-            lines.append(
-                f"| {steps} | {dataset} | {row['CPRec']:.3f} | {row[DOMAIN_ONLY]:.3f} | "
-                f"{mark}{row['CPRec'] - row[DOMAIN_ONLY]:+.3f}{mark} | {row['p']:.3g} | {signs} |"
-            )
+            diffs = row["per_seed_diff"].values()
+            lines.append(table_row(steps, dataset, row["CPRec"], row[DOMAIN_ONLY], row["p"], diffs, alpha))
         cprec_mean = np.mean([r["CPRec"] for r in rows.values()])
         domain_mean = np.mean([r[DOMAIN_ONLY] for r in rows.values()])
         ahead = sum(r["CPRec"] > r[DOMAIN_ONLY] for r in rows.values())
@@ -157,13 +161,8 @@ def markdown(results: dict, alpha: float = 0.05) -> str:
         ]
         for steps, rows in sft.items():
             for row in rows:
-                signs = "".join("+" if d > 0 else "-" if d < 0 else "0" for d in row["seed_differences"])
-                mark = "**" if row["p"] < alpha else ""
-                difference = row["mean_better"] - row["mean_other"]
-                lines.append(
-                    f"| {steps} | {row['dataset']} | {row['mean_better']:.3f} | {row['mean_other']:.3f} | "
-                    f"{mark}{difference:+.3f}{mark} | {row['p']:.3g} | {signs} |"
-                )
+                means = (row["mean_better"], row["mean_other"], row["p"], row["seed_differences"])
+                lines.append(table_row(steps, row["dataset"], *means, alpha))
     lines += ["", "Real tokens trained on (`tokens_seen`, per seed):", ""]
     for steps, summary in results.items():
         parts = [

@@ -30,6 +30,12 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) ->
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
+def layered(*sections: dict[str, Any] | None) -> dict[str, Any]:
+    """Deep merge of config sections as plain dicts, later ones winning (lists are replaced)."""
+    merged = OmegaConf.merge(*[OmegaConf.create(dict(s or {})) for s in sections])
+    return OmegaConf.to_container(merged)  # type: ignore[return-value]
+
+
 def _copy(value: Any) -> Any:
     import copy
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from cprec.core.config import layered
 from cprec.core.errors import CPRecError
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -21,8 +22,6 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict:
     `extends: <preset>` at the top of a preset layers it over that preset (lists such as `variants`
     are replaced, mappings merged), so a preset states only what it changes.
     """
-    from omegaconf import OmegaConf
-
     path = Path(name) if name.endswith((".yaml", ".yml")) else PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise CPRecError(f"unknown preset {name!r}: choose one of {', '.join(preset_names())} or give a .yaml path")
@@ -34,5 +33,4 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict:
         return data
     if parent in (*_seen, name):
         raise CPRecError(f"preset {path} extends {parent!r}, which extends it back")
-    merged = OmegaConf.merge(OmegaConf.create(load_preset(str(parent), (*_seen, name))), OmegaConf.create(data))
-    return OmegaConf.to_container(merged)  # type: ignore[return-value]
+    return layered(load_preset(str(parent), (*_seen, name)), data)

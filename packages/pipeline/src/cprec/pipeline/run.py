@@ -9,12 +9,10 @@ datasets, every method) -> report.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
-
-from omegaconf import OmegaConf
+from typing import TYPE_CHECKING
 
 from cprec.core import storage
-from cprec.core.config import load_config
+from cprec.core.config import layered, load_config
 from cprec.pipeline.config import STAGES, RunConfig
 from cprec.pipeline.stages import StageRunner
 
@@ -23,12 +21,6 @@ if TYPE_CHECKING:
 
 BASE_NAME = "Base"
 CPREC_NAME = "CPRec"
-
-
-def layered(*sections: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of config sections, later ones winning."""
-    merged = OmegaConf.merge(*[OmegaConf.create(s or {}) for s in sections])
-    return OmegaConf.to_container(merged)  # type: ignore[return-value]
 
 
 def _upto(config: RunConfig, stage: str) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cprec.core import storage
-from cprec.core.config import load_config
+from cprec.core.config import layered, load_config
 from cprec.core.errors import CPRecError
 from cprec.core.template import document, windows
 from cprec.evaluator.config import EvalConfig
@@ -85,7 +85,7 @@ def fine_tune(dataset: SplitDataset, model_path: str, label: str, config: EvalCo
         "checkpoint": {"name": f"sft-{dataset.name}"},
     }
     fixed = {key: base[key] for key in ("data_dir", "output_dir", "model")}  # not the user's to override
-    merged = {**_merged(base, config.sft.train), **fixed}
+    merged = {**layered(base, config.sft.train), **fixed}
     train_config = load_config(TrainConfig, base=merged)
     if config.sft.epochs > 0:
         steps = epoch_steps(tables[("train", "domain")].num_rows, config.sft.epochs, train_config)
@@ -98,12 +98,6 @@ def epoch_steps(blocks: int, epochs: float, train: TrainConfig) -> int:
     """Optimizer steps for `epochs` passes over `blocks` token blocks (at least one step)."""
     per_step = train.micro_batch_size * train.grad_accum * train.scaling.num_workers
     return max(1, math.ceil(epochs * blocks / per_step))
-
-
-def _merged(base: dict, top: dict) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(dict(top))))
 
 
 class LLMFineTuned(LLMZeroShot):
