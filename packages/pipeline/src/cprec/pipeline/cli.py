@@ -22,8 +22,8 @@ def register(subparsers: Any) -> None:
             "Runs every stage on a preset and writes <out_dir>/report.md. Stages whose inputs and config "
             "did not change are reused, so re-running after a failure continues where it stopped. "
             f"Presets: {', '.join(preset_names())} (smoke: minutes, for CI; default: the README's main job, "
-            "about 30 minutes on 2 CPU cores; medium: the default with twice the model and pre-training, where claim 3 "
-            "holds zero-shot, about an hour on 2 CPU cores, projected; large: for a GPU machine, about 30 minutes per seed on "
+            "about 30 minutes on 2 CPU cores; medium: the default with twice the model and pre-training, where mixed "
+            "sequences pull ahead of domain-only ones zero-shot, about an hour on 2 CPU cores, projected; large: for a GPU machine, about 30 minutes per seed on "
             "one H100, projected)."
         ),
         example="cprec run --preset smoke until=data out_dir=runs/try",
