@@ -23,8 +23,8 @@ def register(subparsers: Any) -> None:
             "did not change are reused, so re-running after a failure continues where it stopped. "
             f"Presets: {', '.join(preset_names())} (smoke: minutes, for CI; default: the README's main job, "
             "about 30 minutes on 2 CPU cores; medium: the default with twice the model and pre-training, where mixed "
-            "sequences pull ahead of domain-only ones zero-shot, about an hour on 2 CPU cores, projected; large: for a GPU machine, about 30 minutes per seed on "
-            "one H100, projected)."
+            "sequences pull ahead of domain-only ones zero-shot, about an hour on 2 CPU cores, projected; "
+            "large: for a GPU machine, about 30 minutes per seed on one H100, projected)."
         ),
         example="cprec run --preset smoke until=data out_dir=runs/try",
         base=lambda args: load_preset(args.preset),
