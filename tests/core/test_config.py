@@ -39,3 +39,28 @@ def test_bad_key_and_bad_type_are_one_line_errors(tmp_path):
 def test_describe_lists_every_leaf():
     lines = "\n".join(describe(Outer))
     assert "name (str, default 'x'): a name" in lines and "inner.k (int, default 5): core size" in lines
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("inner.k=[1,", "override 'inner.k=[1,' is not valid: while parsing a flow node"),
+        ("tags=[{format: x", "override 'tags=[{format: x' is not valid: while parsing a flow mapping"),
+        ("name=!!float abc", "override 'name=!!float abc' is not valid: could not convert"),
+        ("name=\x00", "is not valid: unacceptable character #x0000"),
+    ],
+)
+def test_malformed_override_is_a_one_line_error_naming_it(override, message):
+    with pytest.raises(CPRecError) as raised:
+        load_config(Outer, None, ["name=ok", override])
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_malformed_yaml_file_is_a_one_line_error_with_its_place(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: y\ntags: [a,\n")
+    with pytest.raises(CPRecError, match=r"c.yaml is not valid YAML: .*\(line 3, column 1\)$"):
+        load_config(Outer, path)
+    path.write_bytes(b"name: \xff\n")
+    with pytest.raises(CPRecError, match="cannot read config file .*c.yaml: 'utf-8' codec can't decode"):
+        load_config(Outer, path)

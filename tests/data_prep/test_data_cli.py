@@ -25,6 +25,18 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert "Traceback" not in result.stderr
 
 
+def test_malformed_overrides_and_config_are_one_line_errors(tmp_path, capsys):
+    for override in ("cleaning.k_users=[1,", "sources=[{format: x"):
+        assert main(["data", "build", f"out_dir={tmp_path / 'out'}", override]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"cprec: error: override {override!r} is not valid: ") and err.count("\n") == 1
+    config = tmp_path / "build.yaml"
+    config.write_text("sources:\n  - {format: recbole, path: x\n")
+    assert main(["data", "build", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cprec: error: config file {config} is not valid YAML: ") and err.count("\n") == 1
+
+
 def test_synth_then_build_a_world_from_the_command_line(tmp_path, ray_local, capsys):
     world = tmp_path / "world"
     overrides = ["users=60", "items_per_domain=20", "events_per_user=12", "retail_users=20", "retail_items=20"]

@@ -7,7 +7,9 @@ DeepSpeed) happen inside the handlers, so `cprec data ...` works on a node witho
 from __future__ import annotations
 
 import argparse
+import builtins
 import importlib
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -89,17 +91,70 @@ def _register_missing(subparsers: Any, name: str, distribution: str) -> None:
     parser.set_defaults(handler=fail)
 
 
+# The last line of a Python traceback: `module.Class: message`.
+_EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<message>.*)$", re.MULTILINE)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one line `cprec` prints for an error the user can act on; None for a bug (traceback).
+
+    A CPRecError is its message. Ray raises a task's error on the driver as a RayTaskError whose
+    text is the whole remote traceback: when its cause is a CPRecError, an OSError or a pyarrow
+    error, the line is the cause's first line (a Ray Data UDF's cause is a UserCodeException
+    that keeps the original only in the traceback text, so it is read from there).
+    """
+    ray_exceptions = sys.modules.get("ray.exceptions")  # never import Ray just for this
+    if ray_exceptions is None or not isinstance(exc, ray_exceptions.RayError):
+        return str(exc) if isinstance(exc, CPRecError) else None
+    cause: BaseException = exc
+    while isinstance(cause, ray_exceptions.RayError) and getattr(cause, "cause", None) not in (None, cause):
+        cause = cause.cause  # type: ignore[attr-defined]
+    if not isinstance(cause, ray_exceptions.RayError):
+        return _one_line(type(cause).__name__, str(cause)) if _is_user_error_type(type(cause)) else None
+    found = [(name, m["message"]) for m in _EXCEPTION_LINE.finditer(str(exc)) if (name := _user_error_name(m["name"]))]
+    if not found:
+        return None
+    # `raise CPRecError(...) from OSError` shows the OSError first: the CPRecError says more.
+    return _one_line(*next((f for f in found if f[0] == "CPRecError"), found[0]))
+
+
+def _is_user_error_type(cls: type) -> bool:
+    pyarrow = sys.modules.get("pyarrow")
+    return issubclass(cls, (CPRecError, OSError)) or (pyarrow is not None and issubclass(cls, pyarrow.ArrowException))
+
+
+def _user_error_name(qualified: str) -> str | None:
+    """`CPRecError`, a builtin OSError's name or a pyarrow error's, from a traceback's last line."""
+    name = qualified.rsplit(".", 1)[-1]
+    if qualified in ("CPRecError", "cprec.core.errors.CPRecError"):
+        return "CPRecError"
+    if "." not in qualified and isinstance(getattr(builtins, name, None), type):
+        return name if issubclass(getattr(builtins, name), OSError) else None
+    return name if qualified.startswith("pyarrow.") and name.startswith("Arrow") else None
+
+
+def _one_line(name: str, message: str) -> str:
+    lines = message.strip().splitlines()
+    first = lines[0] if lines else ""
+    if name == "CPRecError":
+        return first
+    return f"{name}: {first}" if first else name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
-    except CPRecError as exc:
-        print(f"cprec: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("cprec: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
+        print(f"cprec: error: {message}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 

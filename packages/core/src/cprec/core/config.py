@@ -59,9 +59,13 @@ def load_config(
             if not path.is_file():
                 raise CPRecError(f"config file not found: {path}")
             try:
-                loaded = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise CPRecError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CPRecError(f"cannot read config file {path}: {_first_line(exc)}") from exc
+            try:
+                loaded = yaml.safe_load(text) or {}
+            except (yaml.YAMLError, ValueError) as exc:  # ValueError: a tagged value that does not convert
+                raise CPRecError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
             if not isinstance(loaded, dict):
                 raise CPRecError(f"config file {path} must hold a mapping at its top level")
             merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
@@ -69,6 +73,12 @@ def load_config(
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise CPRecError(f"override {bad[0]!r} is not of the form key=value")
+            for override in overrides:  # each alone first, so that an error names its override
+                try:
+                    OmegaConf.from_dotlist([override])
+                except (yaml.YAMLError, ValueError, OmegaConfBaseException) as exc:
+                    why = _first_line(exc) if isinstance(exc, OmegaConfBaseException) else _yaml_problem(exc, False)
+                    raise CPRecError(f"override {override!r} is not valid: {why}") from exc
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
@@ -77,6 +87,18 @@ def load_config(
     if callable(validate):
         validate()
     return config  # type: ignore[return-value]
+
+
+def _yaml_problem(exc: Exception, where: bool = True) -> str:
+    """PyYAML's error of several lines as one: what went wrong and, with `where`, at which line and
+    column (of an override's value they say nothing)."""
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return _first_line(exc)
+    context = getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None)
+    place = f" (line {mark.line + 1}, column {mark.column + 1})" if where and mark is not None else ""
+    return f"{context + ': ' if context else ''}{problem}{place}"
 
 
 def _first_line(exc: Exception) -> str:
