@@ -97,36 +97,42 @@ def build_sequences(
         con.register("scramble_pool", pool)
         con.execute(_SCRAMBLE_MACROS)
         positions = scrambled_positions(positions)
+    # The template's document is its header, then each item text after ITEM_SEPARATOR: the headers
+    # come from core.template (one per kind and domain), the joining is string_agg, so no text
+    # crosses into Python.
+    domains = [d for (d,) in con.sql("SELECT DISTINCT domain FROM interactions ORDER BY ALL").fetchall()]
+    keys = [("domain", d) for d in domains] + [("mixed", template.MIXED_DOMAIN)]
+    con.register(
+        "headers",
+        pa.table(
+            {
+                "kind": [k for k, _ in keys],
+                "domain": [d for _, d in keys],
+                "header": [template.header(k, d) + template.ITEM_SEPARATOR for k, d in keys],
+            }
+        ),
+    )
+    separator = _literal(template.ITEM_SEPARATOR)
     rows = con.sql(
         f"""
-        SELECT user_id, kind, seq_domain AS domain,
-               list(item_id ORDER BY i) AS item_ids,
-               list(timestamp ORDER BY i) AS timestamps,
-               list(t.text ORDER BY i) AS texts,
-               {split_expr('user_id', config.valid_fraction)} AS split
-        FROM ({positions}) JOIN texts t USING (item_id)
-        GROUP BY user_id, kind, seq_domain, w
-        HAVING count(*) >= {config.min_items}
-        ORDER BY user_id, kind, domain, w
+        SELECT user_id, s.kind, s.domain, item_ids, timestamps, h.header || body AS text, split FROM (
+          SELECT user_id, kind, seq_domain AS domain, w,
+                 list(item_id ORDER BY i) AS item_ids,
+                 list(timestamp ORDER BY i) AS timestamps,
+                 string_agg(t.text, {separator} ORDER BY i) AS body,
+                 {split_expr('user_id', config.valid_fraction)} AS split
+          FROM ({positions}) JOIN texts t USING (item_id)
+          GROUP BY user_id, kind, seq_domain, w
+          HAVING count(*) >= {config.min_items}
+        ) s JOIN headers h ON h.kind = s.kind AND h.domain = s.domain
+        ORDER BY user_id, s.kind, s.domain, w
         """
     ).to_arrow_table()
-    documents = [
-        template.document(kind, domain, item_texts)
-        for kind, domain, item_texts in zip(
-            rows["kind"].to_pylist(), rows["domain"].to_pylist(), rows["texts"].to_pylist()
-        )
-    ]
-    return pa.table(
-        {
-            "user_id": rows["user_id"],
-            "kind": rows["kind"],
-            "domain": rows["domain"],
-            "item_ids": rows["item_ids"],
-            "timestamps": rows["timestamps"],
-            "text": pa.array(documents, pa.string()),
-            "split": rows["split"],
-        }
-    ).cast(SEQUENCES)
+    return rows.cast(SEQUENCES)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # The format control's random stream: MurmurHash3's 32-bit finaliser (a bijection) of a seed stepped
