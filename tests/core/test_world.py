@@ -31,3 +31,19 @@ def test_bad_world_files_name_the_file_and_the_entry(tmp_path):
         load_world(str(tmp_path / "list.json"))
     with pytest.raises(CPRecError, match=r"downstream\[2\]\.source is not an object"):
         world_source(str(tmp_path / "w.json"), "marketplace", "downstream[2].source")
+
+
+def test_names_that_become_paths_must_be_safe(tmp_path):
+    source = {"format": "amazon2023", "path": "marketplace"}
+    good = {"name": "Pet_Supplies", "platform": "marketplace", "source": {**source, "domains": ["Pet_Supplies"]}}
+    bad = [
+        ({"downstream": [good, good, {**good, "name": "../../x"}]}, r"downstream\[2\]\.name '\.\./\.\./x' is not a safe name"),
+        ({"downstream": [{**good, "source": {**source, "domains": ["a/b"]}}]}, r"downstream\[0\]\.source\.domains\[0\]"),
+        ({"pretrain": [{"format": "online_retail", "path": "r.csv", "domain": ".."}]}, r"pretrain\[0\]\.domain '\.\.'"),
+    ]
+    (tmp_path / "ok.json").write_text(json.dumps({"pretrain": [source], "downstream": [good]}))
+    assert load_world(str(tmp_path / "ok.json"))["downstream"] == [good]
+    for world, message in bad:
+        (tmp_path / "world.json").write_text(json.dumps(world))
+        with pytest.raises(CPRecError, match=f"world file {tmp_path / 'world.json'}: {message}"):
+            load_world(str(tmp_path / "world.json"))

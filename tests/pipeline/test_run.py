@@ -113,3 +113,18 @@ def test_a_preset_extending_itself_is_a_clear_error(tmp_path):
     second.write_text(f"extends: {first}\n")
     with pytest.raises(CPRecError, match="extends it back"):
         load_preset(str(first))
+
+
+def test_stage_and_preset_names_stay_one_path_component(tmp_path, monkeypatch):
+    from cprec.pipeline.run import run
+    from cprec.pipeline.stages import StageRunner
+
+    def produce(config):
+        raise AssertionError("the stage ran")
+
+    with pytest.raises(CPRecError, match=r"stage name '\.\./x' is not a safe name"):
+        StageRunner(str(tmp_path)).run("../x", lambda out: {"out_dir": out}, produce)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CPRecError, match=r"preset name '\.\.' is not a safe name"):
+        run(RunConfig(), "..")
+    assert list(tmp_path.iterdir()) == []

@@ -49,6 +49,7 @@ def test_random_points_are_seeded_and_on_the_simplex():
         ("search=bayes", "search must be grid or random"),
         ("shapes=[square]", "shapes must be among"),
         ("asha.reduction_factor=1", "reduction_factor must be > 1"),
+        ("name=../x", r"tune: name '\.\./x' is not a safe name"),
     ],
 )
 def test_bad_options_are_one_line_errors(override, message):

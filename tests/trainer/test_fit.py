@@ -151,3 +151,27 @@ def test_only_local_models_that_exist_are_made_absolute(tmp_path):
     assert hub.model == "Qwen/Qwen2.5-0.5B" and hub.data_dir == str(Path.cwd() / "data")
     remote = with_absolute_paths(config("data", "s3://bucket/out", model=str(tmp_path)))
     assert remote.output_dir == "s3://bucket/out" and remote.model == str(tmp_path)
+
+
+def test_an_output_dir_over_or_inside_an_input_is_refused_before_ray(tmp_path, monkeypatch):
+    from cprec.core import raytools
+    from cprec.core.config import load_config
+
+    def init_ray(*args, **kwargs):
+        raise AssertionError("Ray started before the paths were checked")
+
+    monkeypatch.setattr(raytools, "init_ray", init_ray)
+    data, model = tmp_path / "data", tmp_path / "run" / "model"
+    data.mkdir()
+    model.mkdir(parents=True)
+    for out, base, message in [
+        (data, "", f"output_dir {data} is the input {data}"),
+        (data / "out", "", f"output_dir {data / 'out'} is inside the input {data}"),
+        (tmp_path, "", f"input {data} is inside output_dir {tmp_path}"),
+        (model.parent, str(model), f"input {model} is inside output_dir {model.parent}"),  # the export replaces it
+    ]:
+        with pytest.raises(CPRecError, match=message):
+            fit(config(data, out, model=base))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "model", "run"]
+    with pytest.raises(CPRecError, match=r"checkpoint\.name '\.\./x' is not a safe name"):
+        load_config(TrainConfig, None, ["data_dir=d", "output_dir=o", "checkpoint.name=../x"])

@@ -22,7 +22,36 @@ def load_world(uri: str) -> dict[str, Any]:
     world = storage.read_json(uri, "world file")
     if not isinstance(world, dict):
         raise CPRecError(f"world file {uri} is not a JSON object")
+    _check_names(uri, world)
     return world
+
+
+def world_dir(uri: str) -> str:
+    """The directory of the world file `uri`, which its relative source paths are taken from."""
+    if storage.is_local(uri):
+        return os.path.dirname(os.path.abspath(storage.local_path(uri)))
+    return uri.rsplit("/", 1)[0]
+
+
+def _check_names(uri: str, world: dict) -> None:
+    """Dataset and domain names become path components downstream: one bad entry, one clear error."""
+    for section in ("pretrain", "downstream"):
+        entries = world.get(section)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            where = f"world file {uri}: {section}[{i}]"
+            if section == "downstream":
+                if entry.get("name"):
+                    storage.safe_name(entry["name"], f"{where}.name")
+                where, entry = f"{where}.source", entry.get("source")
+                if not isinstance(entry, dict):
+                    continue
+            domains = entry.get("domains") or []
+            for j, domain in enumerate(domains if isinstance(domains, list) else [domains]):
+                storage.safe_name(domain, f"{where}.domains[{j}]")
+            if entry.get("domain"):
+                storage.safe_name(entry["domain"], f"{where}.domain")
 
 
 def world_source(uri: str, entry: Any, where: str) -> dict[str, Any]:

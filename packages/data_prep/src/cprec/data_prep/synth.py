@@ -766,20 +766,24 @@ def _retail_noise(
 # ----------------------------------------------------------------------------- writing
 
 
+SYNTH_STAGE = "data synth"  # names the stage in the world's _SUCCESS marker
+
+
 def synthesize(config: SynthConfig) -> str:
     """Generates the world and writes it under `config.out_dir`; returns the path of its world.json."""
     config.validate()
-    world = generate(config)
     final = storage.absolute(config.out_dir)
+    storage.check_replaceable(final, SYNTH_STAGE)  # before the work: refuse someone's directory early
+    world = generate(config)
     if storage.is_local(final):
-        with storage.atomic_output(final) as staging:
+        with storage.atomic_output(final, SYNTH_STAGE) as staging:
             write_world(world, config, staging, final)
     else:
         import pyarrow.fs as pafs
 
         with tempfile.TemporaryDirectory() as local:
             write_world(world, config, local, final)
-            with storage.atomic_output(final) as target:
+            with storage.atomic_output(final, SYNTH_STAGE) as target:
                 fs, path = storage.filesystem(target)
                 pafs.copy_files(local, path, destination_filesystem=fs)
     return storage.join(final, "world.json")

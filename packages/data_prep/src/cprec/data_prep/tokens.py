@@ -279,7 +279,7 @@ def write_token_dir(out_dir: str, split_kind_tables: Mapping[tuple[str, str], pa
     from cprec.data_prep.files import TOKEN_ROW_GROUP_ROWS, write_json, write_table
 
     stats: dict[str, dict[str, dict[str, int]]] = {}
-    with storage.atomic_output(out_dir) as staging:
+    with storage.atomic_output(out_dir, "token data") as staging:
         for (split, kind), table in sorted(split_kind_tables.items()):
             if table.schema != TOKENS:
                 raise CPRecError(f"token table for ({split}, {kind}) does not have the TOKENS schema")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,13 @@ from cprec.core.errors import CPRecError
 
 METHOD_KINDS = ("popularity", "content", "sasrec", "llm", "sft")
 FORMS = ("sum", "mean", "pmi")
+
+
+def method_dir(label: str) -> str:
+    """A method's label as one path component (an sft method writes under sft/<it>/<dataset>)."""
+    from cprec.core.storage import safe_name
+
+    return safe_name(re.sub(r"[^A-Za-z0-9_.-]+", "_", label), f"eval config: method {label!r} as a directory name")
 
 
 @dataclass
@@ -166,6 +174,8 @@ class EvalConfig:
                 )
             if m.kind in ("llm", "sft") and not m.model:
                 raise CPRecError(f"eval config: method {m.label()!r} ({m.kind}) needs `model`")
+            if m.kind == "sft":
+                method_dir(m.label())
             if m.form not in (*FORMS, "auto"):
                 raise CPRecError(
                     f"eval config: method {m.label()!r} form {m.form!r} is not sum, mean, pmi or auto"

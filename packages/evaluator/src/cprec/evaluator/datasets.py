@@ -68,6 +68,8 @@ class SplitDataset:
 def dataset_specs(config: EvalConfig) -> list[DatasetConfig]:
     """The explicit `datasets`, or the `downstream` entries of the world.json at `world`."""
     if config.datasets:
+        for i, spec in enumerate(config.datasets):  # world names are checked by load_world
+            storage.safe_name(spec.name, f"eval config: datasets[{i}].name")
         return list(config.datasets)
     world = load_world(config.world)
     entries = world.get("downstream")
@@ -98,7 +100,7 @@ def prepare_dataset(spec: DatasetConfig, config: EvalConfig) -> SplitDataset:
     complete = storage.exists(storage.join(target, schemas.SUCCESS_MARKER))
     if complete and not config.rebuild and _read_json(stats_uri).get("digest") == digest:
         return load_split(target)
-    with storage.atomic_output(target) as staging:
+    with storage.atomic_output(target, "eval dataset") as staging:
         source_dir = spec.data_dir or build_source(spec, config.build, storage.join(staging, "prepared"))
         write_split(source_dir, staging, spec, digest)
     return load_split(target)

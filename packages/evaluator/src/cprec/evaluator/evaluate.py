@@ -22,7 +22,8 @@ from cprec.core import storage
 from cprec.core.config import to_dict
 from cprec.core.errors import CPRecError
 from cprec.core.template import TEMPLATE_VERSION
-from cprec.evaluator.config import EvalConfig
+from cprec.core.world import world_dir
+from cprec.evaluator.config import DatasetConfig, EvalConfig
 from cprec.evaluator.datasets import SplitDataset, dataset_specs, prepare_datasets
 from cprec.evaluator.methods import Method, make_method
 from cprec.evaluator.metrics import bootstrap_ci, count_ranks, metric_names, paired_pvalue, rank_metrics
@@ -35,11 +36,13 @@ def evaluate(config: EvalConfig) -> dict:
     """Runs the evaluation; returns the results dict also written to `<out_dir>/results.json`."""
     from cprec.evaluator.report import write_report
 
-    names = [spec.name for spec in dataset_specs(config)]
+    specs = dataset_specs(config)
+    names = [spec.name for spec in specs]
     for spec in config.methods:
         unknown = sorted(set(spec.datasets) - set(names))
         if unknown:
             raise CPRecError(f"method {spec.label()!r} names unknown datasets {unknown} (datasets: {names})")
+    storage.check_disjoint(config.out_dir, input_paths(config, specs), "out_dir")
     datasets = prepare_datasets(config)
     results = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -72,6 +75,17 @@ def evaluate(config: EvalConfig) -> dict:
         stream.write(json.dumps(results, indent=2, default=_jsonable).encode())
     write_report(results, config.out_dir)
     return results
+
+
+def input_paths(config: EvalConfig, specs: list[DatasetConfig]) -> list[str]:
+    """What the evaluation reads: the world's directory, the datasets' sources and the methods' models
+    (a model that is no local path is a hub id, not a path)."""
+    paths = [world_dir(config.world)] if config.world and not config.datasets else []
+    paths += [path for spec in specs for path in (spec.source.path, spec.data_dir) if path]
+    for method in config.methods:
+        if method.model and (not storage.is_local(method.model) or storage.local_path(method.model).exists()):
+            paths.append(method.model)
+    return paths
 
 
 def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> dict:

@@ -33,7 +33,7 @@ def run(config: RunConfig, preset: str) -> str:
     from cprec.data_prep.synth import SynthConfig, synthesize
 
     config.validate()
-    root = storage.absolute(config.out_dir or f"runs/{preset}")
+    root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
     runner = StageRunner(root)
 
     seeded = {"seed": config.seed}

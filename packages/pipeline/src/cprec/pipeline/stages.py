@@ -38,6 +38,7 @@ class StageRunner:
         self.results: list[StageResult] = []
 
     def path_for(self, name: str, config: Any) -> tuple[str, str]:
+        storage.safe_name(name, "stage name")
         digest = config_digest(name, self._relative(to_dict(config)))
         return storage.join(self.root, f"{name}-{digest}"), digest
 

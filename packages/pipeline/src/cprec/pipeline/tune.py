@@ -117,8 +117,7 @@ class TuneConfig:
     )
 
     def validate(self) -> None:
-        if not self.name or "/" in self.name:
-            raise CPRecError(f"tune: name must be a plain directory name, got {self.name!r}")
+        storage.safe_name(self.name, "tune: name")  # the experiment's directory
         if self.search not in ("grid", "random"):
             raise CPRecError(f"tune: search must be grid or random, got {self.search!r}")
         steps = round(1 / self.grid_step) if self.grid_step > 0 else 0
@@ -241,7 +240,7 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     from cprec.trainer.config import TrainConfig
 
     config.validate()
-    root = storage.absolute(config.out_dir or f"runs/{preset}")
+    root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
     runner = StageRunner(root)
     world_json, data_dir, base_model = _base_stages(runner, config)
     downstream = _downstream_stage(runner, config, world_json)

@@ -176,6 +176,9 @@ class TrainConfig:
             raise CPRecError("train: scaling.num_workers must be >= 1")
         if self.checkpoint.every <= 0:
             raise CPRecError("train: checkpoint.every must be > 0")
+        from cprec.core.storage import safe_name
+
+        safe_name(self.checkpoint.name, "train: checkpoint.name")  # a directory of the run's storage
         if self.liger_kernels and not self.scaling.use_gpu:
             raise CPRecError(
                 "train: liger_kernels=true needs GPU workers (scaling.use_gpu=true): "

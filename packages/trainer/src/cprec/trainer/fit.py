@@ -55,6 +55,9 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
     config.validate()
     config = with_absolute_paths(config)
+    # the run writes into output_dir and replaces output_dir/model: never over or inside what it reads
+    model = config.model if not storage.is_local(config.model) or storage.local_path(config.model).exists() else ""
+    storage.check_disjoint(config.output_dir, [config.data_dir, model], "output_dir")
     plan = make_plan(config)
     init_ray()
     DataContext.get_current().enable_progress_bars = False
@@ -114,7 +117,7 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
 
 def _publish(export: Path, model_dir: str) -> None:
-    with storage.atomic_output(model_dir) as staging:
+    with storage.atomic_output(model_dir, "train fit") as staging:
         if storage.is_local(staging):
             shutil.copytree(export, staging, dirs_exist_ok=True)
         else:

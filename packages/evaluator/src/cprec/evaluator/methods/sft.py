@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +21,7 @@ from cprec.core import storage
 from cprec.core.config import layered, load_config
 from cprec.core.errors import CPRecError
 from cprec.core.template import document, windows
-from cprec.evaluator.config import EvalConfig
+from cprec.evaluator.config import EvalConfig, method_dir
 from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.methods.llm import LLMZeroShot, load_tokenizer
 
@@ -69,7 +68,7 @@ def fine_tune(dataset: SplitDataset, model_path: str, label: str, config: EvalCo
         raise CPRecError(f"sft needs cprec-data-prep and cprec-trainer installed ({exc})") from exc
 
     tokenizer = load_tokenizer(model_path)
-    root = storage.join(config.out_dir, "sft", re.sub(r"[^A-Za-z0-9_.-]+", "_", label), dataset.name)
+    root = storage.join(config.out_dir, "sft", method_dir(label), dataset.name)
     documents = sft_documents(dataset, config.sft.max_items, config.sft.valid_fraction, config.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tables = {}
