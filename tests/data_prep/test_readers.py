@@ -1,13 +1,18 @@
-"""Readers of the four source formats: pure line parsers, discovery errors, and Ray reads of real layouts."""
+"""Readers of the four source formats: the reference line parsers and discovery (scans of files: test_scan.py)."""
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
+import logging
+import random
 from pathlib import Path
 
 import pytest
 
+from cprec.core import template
+from cprec.core.config import describe
 from cprec.core.errors import CPRecError
 from cprec.data_prep import readers
 from cprec.data_prep.readers import Reject, Skip, SourceConfig
@@ -171,26 +176,255 @@ def test_retail_title_keeps_mixed_case():
     assert readers.retail_title("   ") is None
 
 
-def test_parse_lines_accounts_for_every_line():
-    lines = [
-        b'{"user_id": "A", "parent_asin": "B", "timestamp": 1600000000000}',
-        b"",
-        b'{"user_id": "A", "parent_asin": "\xff\xfe", "timestamp": 1600000000000}',
-        b'{"user_id": "A", "parent_asin": "C", "timestamp": 1600000000001}\r',
+# A line may hold anything: each parser returns a tuple or raises Reject or Skip, never anything else.
+BIG = "1" + "0" * 399  # a 400-digit integer: beyond float range
+RECBOLE_INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+RECBOLE_ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"
+
+
+def all_parsers() -> dict[str, tuple]:
+    """name -> (parse, a valid line, the keys of its JSON record or None)."""
+    retail = readers.retail_columns(RETAIL_HEADER)
+    retail_line = "536365,85123A,WHITE HEART,6,12/1/2010 8:26,2.55,17850.0,United Kingdom"
+    return {
+        "amazon2023_event": (
+            readers.parse_amazon2023_event,
+            json.dumps({"user_id": "U", "parent_asin": "B", "timestamp": MS_2020}),
+        ),
+        "amazon2023_item": (
+            readers.parse_amazon2023_item,
+            json.dumps(
+                {
+                    "parent_asin": "B",
+                    "title": "T",
+                    "store": "S",
+                    "categories": ["A", "C"],
+                    "description": ["D"],
+                    "details": {"Brand": "X"},
+                }
+            ),
+        ),
+        "amazon2018_event": (
+            readers.parse_amazon2018_event,
+            json.dumps({"reviewerID": "R", "asin": "A", "unixReviewTime": 1_600_000_000}),
+        ),
+        "amazon2018_item": (
+            readers.parse_amazon2018_item,
+            json.dumps({"asin": "A", "title": "T", "brand": "B", "category": ["X", "Y"], "description": "D"}),
+        ),
+        "recbole_event": (
+            readers.make_recbole_event_parser(readers.recbole_columns(RECBOLE_INTER_HEADER)),
+            "u1\ti1\t5\t1600000000",
+        ),
+        "recbole_item": (
+            readers.make_recbole_item_parser(readers.recbole_columns(RECBOLE_ITEM_HEADER)),
+            "1\tToy Story\t1995\tAnimation Children's Comedy",
+        ),
+        "retail_event": (readers.make_retail_event_parser(retail), retail_line),
+        "retail_item": (readers.make_retail_item_parser(retail), retail_line),
+    }
+
+
+def json_variants(valid: str) -> list[str]:
+    """The valid JSON line with each field in turn set to each hostile value."""
+    record = json.loads(valid)
+    values = [
+        BIG,
+        f'"{BIG}"',
+        "1" + "0" * 5000,  # beyond Python's int-to-str digit limit
+        "1e400",
+        "-1e400",
+        "NaN",
+        "-Infinity",
+        "1.7e308",
+        "-1",
+        "true",
+        "null",
+        "{}",
+        '"\\ud800"',  # a lone UTF-16 surrogate: not UTF-8
+        '["x", "\\udfff"]',
+        '["x", ' + "[" * 900 + "]" * 900 + ', {"a": 1}, true, 3]',
+        "[" * 100_000 + "]" * 100_000,
+        '"' + "x" * 1_000_000 + '"',
     ]
-    (table,) = readers.parse_lines(iter(lines), "amazon2023", "events", "Books", "s3://bucket/Books.jsonl")
-    assert table.schema == readers.EVENT_ROWS
-    rows = table.to_pylist()
-    assert [r["line"] for r in rows] == [1, 2, 3, 4]
-    assert [r["status"] for r in rows] == ["ok", "skip", "reject", "ok"]
-    assert rows[2]["reason"] == "non_utf8" and "\\xff" in rows[2]["record"]
-    assert rows[3]["item_id"] == "C" and rows[3]["reason"] is None and rows[3]["record"] is None
-    assert {r["source_file"] for r in rows} == {"s3://bucket/Books.jsonl"}
+    lines = []
+    for key in record:
+        for value in values:
+            other = {k: json.dumps(v) for k, v in record.items() if k != key}
+            lines.append("{" + ", ".join([*(f'"{k}": {v}' for k, v in other.items()), f'"{key}": {value}']) + "}")
+    return lines
 
 
-def test_line_splitting_across_chunks():
-    assert list(readers._lines(iter([b"ab\ncd", b"e\n", b"f"]))) == [b"ab", b"cde", b"f"]
-    assert list(readers._lines(iter([b"ab\n"]))) == [b"ab"]
+def hostile_lines(name: str, valid: str) -> list[str]:
+    lines = [
+        "",
+        " ",
+        "\t\t\t",
+        "\x00",
+        "\ufeff",
+        "\r",
+        "\\",
+        '"',
+        "{",
+        "[",
+        "null",
+        "[1, 2]",
+        "9" * 400,
+        "," * 7,
+        "[" * 100_000,
+        '{"a":' * 100_000,
+        "x" * 1_000_000,
+        valid[: len(valid) // 2],
+        valid + valid,
+    ]
+    if name.startswith("amazon"):
+        lines += json_variants(valid)
+    if name.startswith("recbole"):
+        cells = valid.split("\t")
+        for i in range(len(cells)):
+            for value in [BIG, "nan", "1e400", "-inf", "", " ", "\\ud800", "x" * 1_000_000, "١٦٠٠٠٠٠٠٠٠"]:
+                lines.append("\t".join([*cells[:i], value, *cells[i + 1 :]]))
+    if name.startswith("retail"):
+        cells = valid.split(",")
+        for i in range(len(cells)):
+            for value in [BIG, "nan", "-inf", "", '"', '"unclosed', "x" * 200_000, "1/1/0000 0:00", "99/99/9999 99:99"]:
+                lines.append(",".join([*cells[:i], value, *cells[i + 1 :]]))
+    return lines
+
+
+def fuzzed(valid: str, count: int, seed: int) -> list[str]:
+    """Seeded random edits of a valid line: insertions, deletions, repeats and cuts."""
+    rng = random.Random(seed)
+    pieces = list('{}[]",:\\ \t0123456789eE.-+') + ["null", "true", "NaN", "\\ud800", "\x00", "\r", "é", BIG]
+    lines = []
+    for _ in range(count):
+        line = valid
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(line) + 1)
+            op = rng.random()
+            if op < 0.4:
+                line = line[:at] + rng.choice(pieces) + line[at:]
+            elif op < 0.7:
+                line = line[:at] + line[at + rng.randint(1, 5) :]
+            elif op < 0.9:
+                line = line[:at] + line[at : at + rng.randint(1, 20)] * rng.randint(2, 50) + line[at:]
+            else:
+                line = line[:at]
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("name", list(all_parsers()))
+def test_hostile_lines_are_rejected_never_raised(name):
+    parse, valid = all_parsers()[name]
+    width = len(readers.EVENT_VALUES if name.endswith("event") else readers.ITEM_VALUES)
+    lines = [valid, *hostile_lines(name, valid), *fuzzed(valid, 1500, seed=sum(map(ord, name)))]
+    outcomes = collections.Counter()
+    for line in lines:
+        try:
+            values = parse(line)
+        except (Reject, Skip) as outcome:
+            outcomes[type(outcome).__name__] += 1
+            continue
+        assert isinstance(values, tuple) and len(values) == width, (line[:200], values)
+        for value in values:
+            assert value is None or isinstance(value, (str, int)), (line[:200], values)
+            if isinstance(value, str):
+                value.encode("utf-8")  # every text fits an Arrow string column
+        outcomes["ok"] += 1
+    assert outcomes["Reject"] > 0 and outcomes["ok"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "reason"),
+    [
+        (
+            "amazon2018_event",
+            f'{{"reviewerID": "R", "asin": "A", "unixReviewTime": {BIG}}}',
+            "mistyped_field:unixReviewTime",
+        ),
+        (
+            "amazon2018_event",
+            f'{{"reviewerID": "R", "asin": "A", "unixReviewTime": "{BIG}"}}',
+            "mistyped_field:unixReviewTime",
+        ),
+        ("amazon2023_event", f'{{"user_id": "U", "parent_asin": "B", "timestamp": {BIG}}}', "mistyped_field:timestamp"),
+        ("amazon2023_event", '{"user_id": "U", "parent_asin": "B", "timestamp": 1.7e308}', "impossible_timestamp"),
+        (
+            "amazon2023_event",
+            '{"user_id": "U", "parent_asin": "B", "timestamp": 1' + "0" * 5000 + "}",
+            "malformed_json",
+        ),
+        ("amazon2023_event", "[" * 100_000, "malformed_json"),
+        ("amazon2023_item", '{"parent_asin": "B", "title": "T\\ud800"}', "non_utf8"),
+        ("amazon2018_event", '{"reviewerID": "\\udc00", "asin": "A", "unixReviewTime": 1600000000}', "non_utf8"),
+        ("recbole_event", f"u\ti\t5\t{BIG}", "mistyped_field:timestamp"),
+        ("retail_event", f"536365,85123A,W,6,12/1/2010 8:26,2.55,1,{'x' * 200_000}", "malformed_csv"),
+        ("retail_event", "536365,85123A,W,6,1/1/0000 0:00,2.55,1,UK", "impossible_timestamp"),
+        ("retail_event", f"536365,85123A,W,{BIG},12/1/2010 8:26,2.55,1,UK", "mistyped_field:Quantity"),
+    ],
+)
+def test_hostile_line_reasons(name, line, reason):
+    with pytest.raises(Reject, match=f"^{reason}$"):
+        all_parsers()[name][0](line)
+
+
+def test_lists_keep_only_their_strings_and_numbers():
+    # objects, booleans and nested lists inside a list carry no text, as they do at the top level
+    meta = {"asin": "A", "title": ["Mug", ["x"], {"a": 1}, True, 2], "category": ["Home", "Mugs", {"a": 1}]}
+    assert readers.parse_amazon2018_item(json.dumps(meta)) == ("A", "Mug 2", None, "Mugs", None)
+    surrogate_pair = '{"asin": "A", "title": "Mug \\ud83d\\ude00"}'  # a valid pair is one character
+    assert readers.parse_amazon2018_item(surrogate_pair)[1] == "Mug \U0001f600"
+
+
+def test_recbole_item_columns():
+    columns = readers.recbole_columns(RECBOLE_ITEM_HEADER)
+    line = "1\tToy Story\t1995\tAnimation Children's Comedy"
+    # ml-100k: the genres are in `class`, a default category field
+    values = readers.make_recbole_item_parser(columns)(line)
+    assert values == ("1", "Toy Story", None, "Animation Children's Comedy", None)
+    assert template.item_text("ml-100k", *values[1:4]) == "[ml-100k] Toy Story | category: Animation Children's Comedy"
+    source = SourceConfig(
+        format="recbole", path="ml", title_columns=["name", "movie_title"], brand_columns=["release_year"]
+    )
+    parse = readers.line_parser("recbole", "items", RECBOLE_ITEM_HEADER, "ml.item", source)
+    assert parse(line) == ("1", "Toy Story", "1995", "Animation Children's Comedy", None)
+    no_category = SourceConfig(format="recbole", path="ml", category_columns=[])
+    assert readers.line_parser("recbole", "items", RECBOLE_ITEM_HEADER, "", no_category)(line)[3] is None
+    with pytest.raises(CPRecError, match="x.item: RecBole .item header has no title field .*title_columns"):
+        readers.line_parser("recbole", "items", "item_id:token\tclass:token_seq", "x.item")
+
+
+def test_recbole_column_options_validate():
+    assert SourceConfig.from_dict({"format": "recbole", "path": "p", "title_columns": ["name"]}).title_columns == [
+        "name"
+    ]
+    with pytest.raises(CPRecError, match="unknown keys"):
+        SourceConfig.from_dict({"format": "recbole", "path": "p", "title_column": ["name"]})
+    with pytest.raises(CPRecError, match="`title_columns` applies to recbole only"):
+        SourceConfig(format="amazon2023", path="p", title_columns=["name"]).validate()
+    with pytest.raises(CPRecError, match="`title_columns` is empty"):
+        SourceConfig(format="recbole", path="p", title_columns=[]).validate()
+    with pytest.raises(CPRecError, match="`category_columns` must be a list"):
+        SourceConfig.from_dict({"format": "recbole", "path": "p", "category_columns": "class"}).validate()
+    SourceConfig(format="amazon2023", path="p").validate()  # the defaults are fine everywhere
+    help_text = "\n".join(describe(SourceConfig))
+    assert all(f"{name} (" in help_text for name in ("title_columns", "brand_columns", "category_columns"))
+
+
+def test_ignored_columns(tmp_path):
+    write(tmp_path / "ml-100k.inter", [RECBOLE_INTER_HEADER, "u\t1\t5\t1600000000"])
+    write(tmp_path / "ml-100k.item", ["\ufeff" + RECBOLE_ITEM_HEADER, "1\tToy Story\t1995\tAnimation"])
+    write(tmp_path / "shop.inter.gz", [RECBOLE_INTER_HEADER], gz=True)
+    write(tmp_path / "shop.item.gz", ["item_id:token\ttitle:token_seq\tbrand:token\tstore:token"], gz=True)
+    source = SourceConfig(format="recbole", path=str(tmp_path))
+    assert readers.ignored_columns(source) == {
+        str(tmp_path / "ml-100k.item"): ["release_year"],
+        str(tmp_path / "shop.item.gz"): ["store"],  # `brand` comes first
+    }
+    source.category_columns = []
+    assert readers.ignored_columns(source)[str(tmp_path / "ml-100k.item")] == ["release_year", "class"]
+    assert readers.ignored_columns(SourceConfig(format="amazon2023", path=str(tmp_path))) == {}
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -244,105 +478,94 @@ def test_discover_errors(tmp_path, layout, source, message):
         readers.discover(SourceConfig(**config))
 
 
-# ----------------------------------------------------------------------------- Ray reads
+SIDE_FILES = [  # what a build or a generator leaves beside real dumps
+    "stats.json",
+    "world.json",
+    "README.md",
+    "tokenizer/tokenizer.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/special_tokens_map.json",
+]
+IGNORED_FILES = ["_work/events/Books.json", ".cache/meta_Toys.json", "sub/.hidden.json", "sub/_partial.json"]
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_read_amazon2023(ray_local, tmp_path, gz):
-    suffix = ".gz" if gz else ""
-    review = {"user_id": "U1", "parent_asin": "B1", "asin": "B1", "rating": 5.0, "timestamp": MS_2020}
-    write(
-        tmp_path / f"Books.jsonl{suffix}",
-        [json.dumps(review), "{broken", json.dumps({**review, "user_id": 7.5}), b"\xc3\x28"],
-        gz=gz,
-    )
-    write(
-        tmp_path / f"meta_Books.jsonl{suffix}", [json.dumps({"parent_asin": "B1", "title": "T"}), "{}"], gz=gz
-    )
-    source = SourceConfig(format="amazon2023", path=str(tmp_path))
-    events = rows_by_line(readers.read_events([source]))
-    name = f"Books.jsonl{suffix}"
-    assert events[(name, 1)]["status"] == "ok" and events[(name, 1)]["timestamp"] == MS_2020
-    assert events[(name, 1)]["source_file"] == str(tmp_path / name)
-    assert [events[(name, n)]["reason"] for n in (2, 3, 4)] == [
-        "malformed_json",
-        "mistyped_field:user_id",
-        "non_utf8",
+@pytest.mark.parametrize(
+    ("format", "dumps", "side_reasons"),
+    [
+        (
+            "amazon2018",
+            ["Books.json.gz", "meta_Books.json.gz", "sub/Toys_and_Games_5.json", "sub/meta_Toys_and_Games.json"],
+            {"stats.json": "no item file for domain stats", "README.md": "name fits no amazon2018 pattern"},
+        ),
+        (
+            "amazon2018",  # the 2014 edition
+            [
+                "reviews_Books_5.json.gz",
+                "meta_Books.json.gz",
+                "reviews_Toys_and_Games_5.json",
+                "meta_Toys_and_Games.json",
+            ],
+            {"world.json": "no item file for domain world"},
+        ),
+        (
+            "amazon2023",
+            [
+                "Books.jsonl.gz",
+                "meta_Books.jsonl.gz",
+                "Toys_and_Games.jsonl",
+                "meta_Toys_and_Games.jsonl",
+                "notes.jsonl",
+            ],
+            {"stats.json": "name fits no amazon2023 pattern", "notes.jsonl": "no item file for domain notes"},
+        ),
+    ],
+)
+def test_discovery_reads_real_dumps_and_skips_side_files(tmp_path, caplog, format, dumps, side_reasons):
+    for name in [*dumps, *SIDE_FILES, *IGNORED_FILES]:
+        write(tmp_path / name, [])
+    source = SourceConfig(format=format, path=str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="cprec.data_prep.readers"):
+        found = readers.discovery(source)
+        assert readers.discover(source) == found.files
+    data = [name for name in dumps if name != "notes.jsonl"]
+    assert sorted(str(tmp_path / name) for name in data) == sorted(f.path for f in found.files)
+    assert {(f.domain, f.role) for f in found.files} == {
+        (d, r) for d in ("Books", "Toys_and_Games") for r in readers.ROLES
+    }
+    skipped = {str(Path(s.path).relative_to(tmp_path)): s.reason for s in found.skipped}
+    assert sorted(skipped) == sorted(set(SIDE_FILES) | set(dumps) - set(data))
+    for name, reason in side_reasons.items():
+        assert skipped[name].startswith(reason)
+    # each skipped file is logged once with its reason, however often the source is discovered
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == len(skipped) and any("stats.json: " in line for line in logged)
+
+
+def test_discovery_of_named_domains(tmp_path):
+    for name in ["Books.jsonl", "meta_Books.jsonl", "Toys.jsonl", "meta_Garden.jsonl", "stats.jsonl"]:
+        write(tmp_path / name, [])
+    found = readers.discovery(SourceConfig(format="amazon2023", path=str(tmp_path), domains=["Books"]))
+    assert {f.domain for f in found.files} == {"Books"}
+    assert [(Path(s.path).name, s.reason) for s in found.skipped] == [
+        ("Toys.jsonl", "no item file for domain Toys"),
+        ("meta_Garden.jsonl", "no interactions file for domain Garden"),
+        ("stats.jsonl", "no item file for domain stats"),
     ]
-    assert events[(name, 2)]["record"] == "{broken"
-    items = rows_by_line(readers.read_items([source]))
-    assert items[(f"meta_Books.jsonl{suffix}", 1)]["title"] == "T"
-    assert items[(f"meta_Books.jsonl{suffix}", 2)]["reason"] == "missing_field:parent_asin"
+    with pytest.raises(CPRecError, match="domain Toys .* has interactions but no item file"):
+        readers.discover(SourceConfig(format="amazon2023", path=str(tmp_path), domains=["Toys"]))
+    with pytest.raises(CPRecError, match="domain Garden .* has an item file but no interactions"):
+        readers.discover(SourceConfig(format="amazon2023", path=str(tmp_path), domains=["Garden"]))
+    with pytest.raises(CPRecError, match=r"domain Music not found .* \(found: Books\)"):
+        readers.discover(SourceConfig(format="amazon2023", path=str(tmp_path), domains=["Music"]))
 
 
-def test_read_amazon2018_and_recbole_together(ray_local, tmp_path):
-    write(
-        tmp_path / "a18" / "Books_5.json.gz",
-        [json.dumps({"reviewerID": "R", "asin": "1", "unixReviewTime": 1.6e9})],
-        gz=True,
-    )
-    write(
-        tmp_path / "a18" / "meta_Books.json",
-        [json.dumps({"asin": "1", "title": "T", "category": ["Books", "Crime"]})],
-    )
-    write(
-        tmp_path / "rb" / "shop.inter",
-        ["user_id:token\titem_id:token\ttimestamp:float", "u\ti\t1600000000", "u\ti"],
-    )
-    write(tmp_path / "rb" / "shop.item", ["item_id:token\ttitle:token_seq", "i\tSage Mug"])
-    sources = [
-        SourceConfig(format="amazon2018", path=str(tmp_path / "a18")),
-        SourceConfig(format="recbole", path=str(tmp_path / "rb")),
-    ]
-    events = rows_by_line(readers.read_events(sources))
-    assert (
-        events[("Books_5.json.gz", 1)]["domain"] == "Books"
-        and events[("Books_5.json.gz", 1)]["timestamp"] == MS_2020
-    )
-    assert events[("shop.inter", 2)]["user_id"] == "u" and events[("shop.inter", 2)]["domain"] == "shop"
-    assert events[("shop.inter", 3)]["reason"] == "wrong_column_count:2"
-    assert ("shop.inter", 1) not in events  # the header is not a record
-    items = rows_by_line(readers.read_items(sources))
-    assert items[("meta_Books.json", 1)]["category"] == "Crime"
-    assert items[("shop.item", 2)]["title"] == "Sage Mug"
-
-
-def test_read_online_retail(ray_local, tmp_path):
-    lines = [
-        RETAIL_HEADER,
-        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom",
-        "C536379,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-1,12/1/2010 9:41,2.55,17850,United Kingdom",
-        "536414,22139,RETROSPOT TEA SET,56,12/1/2010 11:52,0,,United Kingdom",
-        "536415,22140,BROKEN LINE",
-    ]
-    write(tmp_path / "online_retail.csv.gz", lines, gz=True)
-    source = SourceConfig(
-        format="online_retail", path=str(tmp_path / "online_retail.csv.gz"), domain="Gift_Shop"
-    )
-    events = rows_by_line(readers.read_events([source]))
-    name = "online_retail.csv.gz"
-    assert [events[(name, n)]["status"] for n in (2, 3, 4, 5)] == ["ok", "skip", "skip", "reject"]
-    assert events[(name, 2)]["domain"] == "Gift_Shop"
-    # items: every product line, whatever its interaction status; the malformed line is reported by events only
-    items = rows_by_line(readers.read_items([source]))
-    assert sorted(items) == [(name, 2), (name, 3), (name, 4)]
-    assert items[(name, 4)]["title"] == "Retrospot Tea Set" and items[(name, 4)]["status"] == "ok"
-
-
-def test_bad_header_fails_on_the_driver(ray_local, tmp_path):
-    write(tmp_path / "x.inter", ["user_id:token\ttimestamp:float", "u\t1"])
-    write(tmp_path / "x.item", ["item_id:token", "i"])
-    with pytest.raises(CPRecError, match="x.inter: RecBole .inter header lacks item_id"):
-        readers.read_events([SourceConfig(format="recbole", path=str(tmp_path))])
-    write(tmp_path / "empty" / "retail.csv", [])
-    (tmp_path / "empty" / "retail.csv").write_bytes(b"")
-    with pytest.raises(CPRecError, match="empty file"):
-        readers.read_events([SourceConfig(format="online_retail", path=str(tmp_path / "empty"))])
-
-
-def test_truncated_gzip_names_the_file(ray_local, tmp_path):
-    data = gzip.compress(b'{"user_id": "U", "parent_asin": "B", "timestamp": 1600000000000}\n' * 5000)
-    (tmp_path / "Books.jsonl.gz").write_bytes(data[: len(data) // 2])
-    write(tmp_path / "meta_Books.jsonl", [json.dumps({"parent_asin": "B", "title": "T"})])
-    with pytest.raises(CPRecError, match="cannot read .*Books.jsonl.gz"):
-        readers.read_events([SourceConfig(format="amazon2023", path=str(tmp_path))]).materialize()
+def test_discovery_of_online_retail_and_recbole(tmp_path):
+    for name in ["retail/online_retail.csv", "retail/world.json", "rb/ml.inter", "rb/ml.item", "rb/ml.user"]:
+        write(tmp_path / name, [])
+    retail = readers.discovery(SourceConfig(format="online_retail", path=str(tmp_path / "retail")))
+    assert [f.role for f in retail.files] == ["events", "items"]
+    assert [Path(s.path).name for s in retail.skipped] == ["world.json"]
+    recbole = readers.discovery(SourceConfig(format="recbole", path=str(tmp_path / "rb")))
+    assert [Path(s.path).name for s in recbole.skipped] == ["ml.user"]

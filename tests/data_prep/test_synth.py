@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scan_fixture import scan_tables
 
 from cprec.core.errors import CPRecError
 from cprec.core.template import TEMPLATE_VERSION
-from cprec.data_prep import readers, synth
+from cprec.data_prep import synth
 from cprec.data_prep.readers import SourceConfig
 from cprec.data_prep.synth import SynthConfig
 
@@ -94,26 +95,27 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, world_dir):
     assert digests(other)["marketplace/Books.jsonl.gz"] != digests(world_dir)["marketplace/Books.jsonl.gz"]
 
 
-def test_readers_accept_every_line(ray_local, world_dir):
+def test_readers_accept_every_line(tmp_path, world_dir):
     manifest = json.loads((world_dir / "world.json").read_text())
     sources = [SourceConfig.from_dict(s) for s in manifest["pretrain"]]
-    events = readers.read_events(sources).to_pandas()
+    scanned = scan_tables(tmp_path / "pretrain", sources)
+    events, items = scanned["events"].to_pandas(), scanned["items"].to_pandas()
     assert (events["status"] == "ok").all() and len(events) == sum(
         manifest["counts"][s.domains[0]]["events"] for s in sources
     )
-    items = readers.read_items(sources).to_pandas()
     assert (
         (items["status"] == "ok").all() and items["title"].notna().all() and items["category"].notna().all()
     )
     assert set(events["item_id"]) <= set(items["item_id"])
 
     retail = SourceConfig.from_dict(manifest["downstream"][-1]["source"])
-    lines = readers.read_events([retail]).to_pandas()
+    scanned = scan_tables(tmp_path / "retail", [retail])
+    lines = scanned["events"].to_pandas()
     assert (lines["status"] != "reject").all()
     reasons = set(lines.loc[lines["status"] == "skip", "reason"])
     assert reasons == {"cancellation", "no_customer_id", "non_product_code"}
     assert (lines["status"] == "ok").sum() == manifest["counts"]["Online_Retail"]["events"]
-    retail_items = readers.read_items([retail]).to_pandas()
+    retail_items = scanned["items"].to_pandas()
     title = retail_items.loc[retail_items["status"] == "ok", "title"].iloc[0]
     assert title == title.title() and any(word in title for word in synth.ATTRIBUTES["color"])
 

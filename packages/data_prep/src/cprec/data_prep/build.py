@@ -2,8 +2,9 @@
 
 The flow (docs/data_prep.md has the long form):
 
-1. Ray Data reads the sources (`readers`), tags each parsed event with a hash partition of its user
-   and writes them to `_work/events/part=<p>/` (unparsed lines go to `part=-1`); items likewise.
+1. A Ray task per file or byte range (`scan`) parses its lines in DuckDB (the `readers` parsers
+   take the lines that do not have the plain shape) and writes parsed events by hash partition of
+   their user to `_work/events/part=<p>/` (unparsed lines go to `part=-1`); items likewise.
 2. One Ray task dedupes the item metadata (catalogue-sized); one task per partition joins its
    events with it and drops unknown items, untitled items and duplicate pairs (DuckDB).
 3. Rejects and skips are gathered into `rejects/`; past `max_reject_rate` the build stops here.
@@ -45,15 +46,14 @@ from cprec.core.schemas import (
     TOKENIZER_DIR,
     TOKENS_DIR,
 )
-from cprec.core.world import load_world, world_source
-from cprec.data_prep import cleaning, files, sequences, tokens
+from cprec.core.world import load_world, world_dir, world_source
+from cprec.data_prep import cleaning, files, scan, sequences, tokens
 from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
-from cprec.data_prep.readers import SourceConfig
+from cprec.data_prep.readers import EVENT_ROWS, ITEM_ROWS, SourceConfig
 
 log = logging.getLogger("cprec.data_prep.build")
 
 STAGES = ("interactions", "sequences", "tokens")
-EVENT_BATCH_ROWS = 262_144  # rows per partitioned write: few, large scratch files
 
 
 @dataclass
@@ -126,6 +126,11 @@ def resolve_sources(config: BuildConfig) -> tuple[list[SourceConfig], list[Sourc
     return sources, catalogs
 
 
+BUILD_STAGE = "data build"  # names the stage in the output's _SUCCESS marker
+REJECTS_STAGE = "data build rejects"
+REJECTS_SUFFIX = ".rejected"  # <out_dir>.rejected: the rejects of a build that failed the reject bound
+
+
 def build(config: BuildConfig) -> str:
     """Runs the build; returns the finished output directory (DESIGN.md §5 + core.schemas)."""
     import ray
@@ -134,10 +139,20 @@ def build(config: BuildConfig) -> str:
 
     config.validate()
     sources, catalogs = resolve_sources(config)
+    # Before Ray starts and before any work: the build must not write into or over what it reads,
+    # nor replace what is not its own earlier output.
+    for source in [*sources, *catalogs]:
+        for domain in [*source.domains, *([source.domain] if source.domain else [])]:
+            storage.safe_name(domain, f"source {source.path}: domain")
+    inputs = [source.path for source in [*sources, *catalogs]] + ([world_dir(config.world)] if config.world else [])
+    storage.check_disjoint(config.out_dir, inputs, "out_dir")
+    storage.check_replaceable(config.out_dir, BUILD_STAGE)
+    storage.check_replaceable(config.out_dir.rstrip("/") + REJECTS_SUFFIX, REJECTS_STAGE)
+    scan_plan = scan.plan(sources, catalogs)  # discovery and header errors come before Ray starts
     init_ray()
     ray.data.DataContext.get_current().enable_progress_bars = config.progress_bars
-    with storage.atomic_output(config.out_dir) as staging:
-        _Build(config, sources, catalogs, staging).run()
+    with storage.atomic_output(config.out_dir, BUILD_STAGE) as staging:
+        _Build(config, sources, catalogs, scan_plan, staging).run()
     return config.out_dir
 
 
@@ -145,10 +160,18 @@ def build(config: BuildConfig) -> str:
 
 
 class _Build:
-    def __init__(self, config: BuildConfig, sources: list[SourceConfig], catalogs: list[SourceConfig], out: str):
+    def __init__(
+        self,
+        config: BuildConfig,
+        sources: list[SourceConfig],
+        catalogs: list[SourceConfig],
+        scan_plan: scan.ScanPlan,
+        out: str,
+    ):
         self.config = config
         self.sources = sources
         self.catalogs = catalogs
+        self.units = scan_plan.units
         self.out = out
         self.work = storage.join(out, "_work")
         self.parts = range(config.partitions)
@@ -162,6 +185,11 @@ class _Build:
             # a format-control build (sequences.scramble): documents of random items, no behaviour
             "format_control": config.sequences.scramble,
         }
+        # what was under the source paths but not read, so a user can see nothing was lost by accident
+        if scan_plan.skipped_files:
+            self.stats["skipped_files"] = scan_plan.skipped_files
+        if scan_plan.ignored_columns:
+            self.stats["ignored_columns"] = scan_plan.ignored_columns
 
     @contextlib.contextmanager
     def step(self, name: str):
@@ -217,29 +245,23 @@ class _Build:
         files.remove(self.work)
 
     def read_sources(self) -> None:
-        from cprec.data_prep import readers
-
-        events_uri, items_uri = storage.join(self.work, "events"), storage.join(self.work, "items_raw")
-        readers.read_events(self.sources).map_batches(
-            _tag_partition,
-            fn_kwargs={"partitions": self.config.partitions},
-            batch_format="pyarrow",
-            batch_size=EVENT_BATCH_ROWS,
-            num_cpus=self.config.task_cpus,
-        ).write_parquet(events_uri, partition_cols=["part"])
-        readers.read_items(self.sources).write_parquet(items_uri)
-        if not storage.exists(events_uri) or not storage.exists(items_uri):
-            what = "event" if not storage.exists(events_uri) else "item"
-            raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in self.sources)}")
-        if self.catalogs:
-            catalog_uri = storage.join(self.work, "catalog_raw")
-            readers.read_items(self.catalogs).write_parquet(catalog_uri)
-            if not storage.exists(catalog_uri):
-                raise CPRecError(f"the catalogs hold no item records: {', '.join(s.path for s in self.catalogs)}")
+        """Every scan unit as a Ray task writing the scratch tables; records per file into the stats."""
+        units = self.units
+        ranged = [u for u in units if not u.first_line]
+        if ranged:
+            counts = _get([self.task(scan.count_lines).remote(u) for u in ranged])
+            units = scan.number_lines(units, {u.name: n for u, n in zip(ranged, counts)})
+        results = _get([self.task(scan.scan_unit).remote(u, self.work, self.config.partitions) for u in units])
+        self.scanned = _merged(results)
+        for purpose, what, where in ((scan.EVENTS, "event", self.sources), (scan.ITEMS, "item", self.sources)):
+            if not storage.exists(storage.join(self.work, scan.OUTPUT_DIRS[purpose])):
+                raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in where)}")
+        if self.catalogs and not storage.exists(storage.join(self.work, scan.OUTPUT_DIRS[scan.CATALOG])):
+            raise CPRecError(f"the catalogs hold no item records: {', '.join(s.path for s in self.catalogs)}")
 
     def account(self, items_stats: dict, clean_stats: list[dict], reject_stats: dict) -> None:
         """Records and rejects per file and domain; fails past the reject bound (rejects kept aside)."""
-        stats = _merged([items_stats, *clean_stats, reject_stats])
+        stats = _merged([self.scanned, items_stats, *clean_stats, reject_stats])
         records = stats["records"]
         records["total"] = sum(f["records"] for f in stats["files"].values())
         records["rejected"] = sum(f.get("rejects", 0) for f in stats["files"].values())
@@ -266,13 +288,15 @@ class _Build:
     def keep_rejects_aside(self) -> str:
         import pyarrow.fs as pafs
 
-        aside = self.config.out_dir.rstrip("/") + ".rejected"
-        files.remove(aside)
-        src_fs, src = storage.filesystem(storage.join(self.out, REJECTS_DIR))
-        dst_fs, dst = storage.filesystem(storage.join(aside, REJECTS_DIR))
-        dst_fs.create_dir(dst, recursive=True)
-        pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
-        files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(aside, STATS_FILE))
+        aside = self.config.out_dir.rstrip("/") + REJECTS_SUFFIX
+        # replaces only an earlier rejects-aside (its marker says so), never someone's directory
+        with storage.atomic_output(aside, REJECTS_STAGE) as staging:
+            src_fs, src = storage.filesystem(storage.join(self.out, REJECTS_DIR))
+            dst_fs, dst = storage.filesystem(storage.join(staging, REJECTS_DIR))
+            dst_fs.create_dir(dst, recursive=True)
+            pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+            stats = json.dumps(self.stats, indent=2, sort_keys=True) + "\n"
+            files.write_json(stats, storage.join(staging, STATS_FILE))
         return aside
 
     def kcore(self, distinct_refs: list):
@@ -385,15 +409,6 @@ def _merged(parts: list[Mapping]) -> dict:
 # ---------------------------------------------------------------------- Ray Data batch functions
 
 
-def _tag_partition(batch: pa.Table, partitions: int) -> pa.Table:
-    con = cleaning.connect()
-    con.register("batch", batch)
-    return con.sql(
-        f"SELECT *, CASE WHEN status = 'ok' THEN {sequences.partition_expr('user_id', partitions)} "
-        "ELSE -1 END AS part FROM batch"
-    ).to_arrow_table()
-
-
 def _tokenize_items(batch: pa.Table, spec: tokens.TokenizerSpec) -> pa.Table:
     return tokens.item_token_table(batch, spec)
 
@@ -402,21 +417,12 @@ def _tokenize_items(batch: pa.Table, spec: tokens.TokenizerSpec) -> pa.Table:
 # Each reads its inputs from the scratch directory, writes its outputs and returns counts (and,
 # where a later task needs them, catalogue-sized tables as object references the driver never gets).
 
-_EVENT_ROWS = pa.schema([*RAW_EVENTS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
-_ITEM_ROWS = pa.schema([*RAW_ITEMS, ("status", pa.string()), ("reason", pa.string()), ("record", pa.string())])
 _DISTINCT = pa.schema([("item_id", pa.string())])
 TEXT_CATALOGUE = "text_catalogue.parquet"  # in _work: the text-only catalogues' items
 
 
 def _partition_events(work: str, part: int) -> pa.Table:
-    return files.read_table(storage.join(work, "events", f"part={part}"), _EVENT_ROWS)
-
-
-def _file_counts(con, table_name: str, where: str = "TRUE") -> dict:
-    rows = con.sql(
-        f"SELECT source_file, count(*) FROM {table_name} WHERE {where} GROUP BY source_file"
-    ).fetchall()
-    return {source_file: {"records": n} for source_file, n in rows}
+    return files.read_table(storage.join(work, "events", f"part={part}"), EVENT_ROWS)
 
 
 def _domain_counts(con, sql: str, key: str) -> dict:
@@ -426,7 +432,7 @@ def _domain_counts(con, sql: str, key: str) -> dict:
 def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa.Table, pa.Table]:
     """The item rows read into `raw_dir` (registered as 'raw'), deduped into a catalogue; their
     unparsed, duplicate and untitled rows are written to `dropped/<dropped_name>` for rejects/."""
-    raw = files.read_table(storage.join(work, raw_dir), _ITEM_ROWS)
+    raw = files.read_table(storage.join(work, raw_dir), ITEM_ROWS)
     con.register("raw", raw)
     ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
     catalogue, dropped = cleaning.dedupe_items(ok, con)
@@ -443,7 +449,6 @@ def _items_task(work: str, threads: int, memory: str) -> dict:
     files.write_table(catalogue, storage.join(work, "catalogue.parquet"))
     con.register("catalogue", catalogue)
     return {
-        "files": _file_counts(con, "raw"),
         "records": {"items": raw.num_rows},
         "domains": _merged(
             [
@@ -470,7 +475,6 @@ def _text_catalogue_task(work: str, threads: int, memory: str) -> dict:
     files.write_table(own, storage.join(work, TEXT_CATALOGUE))
     con.register("own", own)
     return {
-        "files": _file_counts(con, "raw"),
         "records": {"catalog_items": raw.num_rows},
         "domains": _domain_counts(con, "SELECT domain, count(*) FROM own GROUP BY domain", "catalog_text_items"),
     }
@@ -495,7 +499,6 @@ def _clean_task(work: str, part: int, threads: int, memory: str) -> tuple[dict, 
     con.register("events", events)
     con.register("clean", clean)
     stats = {
-        "files": _file_counts(con, "events"),
         "records": {"events": events.num_rows},
         "cleaning": {"events_after_dedupe": clean.num_rows},
         "domains": _merged(
@@ -525,7 +528,7 @@ def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:
     ).to_arrow_table().cast(cleaning.DROPPED)
     files.write_table(table, storage.join(out, REJECTS_DIR, "part-00000.parquet"))
     con.register("all_dropped", table)
-    stats: dict = {"files": _file_counts(con, "unparsed"), "records": {"events": unparsed.num_rows}}
+    stats: dict = {"files": {}, "records": {"events": unparsed.num_rows}}
     by_reason = con.sql(
         "SELECT status, reason, coalesce(domain, '(unknown)'), count(*) FROM all_dropped GROUP BY ALL"
     ).fetchall()

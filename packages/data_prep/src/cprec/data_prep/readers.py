@@ -1,7 +1,7 @@
-"""Readers of the four source formats (DESIGN.md §2) as streaming Ray Data datasets.
+"""The four source formats (DESIGN.md §2): discovery of their files and the reference line parsers.
 
-`read_events` and `read_items` return one row per source line, each with its `source_file`, 1-based
-`line` and a `status`:
+`scan` reads the files; every source line becomes one row of EVENT_ROWS or ITEM_ROWS with its
+`source_file`, 1-based `line` and a `status`:
   'ok'     a parsed record (`reason` and `record` are null);
   'reject' bad input: malformed line, missing or mistyped required field, non-UTF-8 bytes, impossible
            timestamp. `reason` is a short code (`missing_field:user_id`), `record` the raw line;
@@ -11,9 +11,8 @@ Nothing is dropped, so the build can account for every input line. Checks that n
 input (unknown items, duplicates) belong to cleaning, not here.
 
 The per-format line parsers are pure functions (`parse_*`) that return a tuple or raise `Reject` /
-`Skip`; the Ray datasource only splits files into lines and calls them. Files are opened through
-pyarrow filesystems (local, s3://, gs://), gzip is inferred from the `.gz` extension, and reads
-stream block by block and run in parallel over files.
+`Skip`: they define what a line means. `scan` parses most lines in DuckDB and hands these
+functions every line whose shape its fast path does not cover, so they decide every reason code.
 
 Online Retail descriptions that are all upper case (as in the real file) are title-cased
 ("WHITE HANGING HEART T-LIGHT HOLDER" -> "White Hanging Heart T-Light Holder") so that the same
@@ -24,11 +23,13 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import posixpath
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -37,6 +38,8 @@ import pyarrow as pa
 from cprec.core import schemas, storage
 from cprec.core.config import option
 from cprec.core.errors import CPRecError
+
+log = logging.getLogger("cprec.data_prep.readers")
 
 FORMATS = ("amazon2023", "amazon2018", "recbole", "online_retail")
 ROLES = ("events", "items")
@@ -57,12 +60,21 @@ RETAIL_NON_PRODUCT_CODES = frozenset(
 )
 DEFAULT_RETAIL_DOMAIN = "Online_Retail"
 
+# RecBole .item fields tried in order for each part of the item text (ml-100k names its genres `class`).
+RECBOLE_TITLE_COLUMNS = ("title", "movie_title", "name")
+RECBOLE_BRAND_COLUMNS = ("brand", "store")
+RECBOLE_CATEGORY_COLUMNS = ("categories", "category", "genre", "class")
+RECBOLE_DESCRIPTION_COLUMN = "description"
+_COLUMN_OPTIONS = {
+    "title_columns": RECBOLE_TITLE_COLUMNS,
+    "brand_columns": RECBOLE_BRAND_COLUMNS,
+    "category_columns": RECBOLE_CATEGORY_COLUMNS,
+}
+
 # What the line parsers return, in order, for each role.
 EVENT_VALUES = ("user_id", "item_id", "timestamp")
 ITEM_VALUES = ("item_id", "title", "brand", "category", "description")
 
-ROWS_PER_BLOCK = 32_768
-READ_TASK_CPUS = 0.5  # fractional, so reads share a small node with the stages after them
 
 
 @dataclass
@@ -72,6 +84,16 @@ class SourceConfig:
     domains: list[str] = option([], help="read only these domains (empty = every domain found)")
     domain: str = option(
         "", help=f"online_retail only: the domain name to give (default {DEFAULT_RETAIL_DOMAIN})"
+    )
+    title_columns: list[str] = option(
+        list(RECBOLE_TITLE_COLUMNS), help="recbole only: .item fields tried in order for an item's title"
+    )
+    brand_columns: list[str] = option(
+        list(RECBOLE_BRAND_COLUMNS), help="recbole only: .item fields tried in order for its brand ([] = none)"
+    )
+    category_columns: list[str] = option(
+        list(RECBOLE_CATEGORY_COLUMNS),
+        help="recbole only: .item fields tried in order for its category (of a comma-separated path, the last)",
     )
 
     def validate(self) -> None:
@@ -86,10 +108,18 @@ class SourceConfig:
             )
         if self.domains and self.format == "online_retail":
             raise CPRecError(f"source {self.path}: online_retail has one domain; set `domain`, not `domains`")
+        for name, default in _COLUMN_OPTIONS.items():
+            columns = getattr(self, name)
+            if not isinstance(columns, list) or not all(isinstance(c, str) and c.strip() for c in columns):
+                raise CPRecError(f"source {self.path}: `{name}` must be a list of RecBole field names")
+            if self.format != "recbole" and tuple(columns) != default:
+                raise CPRecError(f"source {self.path}: `{name}` applies to recbole only")
+        if not self.title_columns:
+            raise CPRecError(f"source {self.path}: `title_columns` is empty, but every item needs a title")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SourceConfig:
-        unknown = set(values) - {"format", "path", "domains", "domain"}
+        unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise CPRecError(f"source {values.get('path', '?')}: unknown keys {sorted(unknown)}")
         return cls(**values)
@@ -115,7 +145,7 @@ class Skip(Exception):
 def _json_object(line: str) -> dict[str, Any]:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise Reject("malformed_json") from None
     if not isinstance(value, dict):
         raise Reject("malformed_json")
@@ -139,7 +169,10 @@ def _number(value: Any, key: str) -> float:
     if isinstance(value, bool):
         raise Reject(f"mistyped_field:{key}")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range, like a string that parses to inf below
+            raise Reject(f"mistyped_field:{key}") from None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -164,25 +197,41 @@ def _required_timestamp(record: dict[str, Any], key: str, unit_ms: int) -> int:
     return _checked_ms(_number(record[key], key) * unit_ms)
 
 
+def _scalar_text(value: Any) -> str | None:
+    """A string or number as stripped text; None for null, booleans, objects and lists (no text)."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    return str(value).strip() or None
+
+
 def _text(value: Any) -> str | None:
-    """Optional free text: strings as they are, lists joined (Amazon keeps descriptions as lists)."""
-    if value is None:
-        return None
+    """Optional free text: strings as they are, lists joined (Amazon keeps descriptions as lists).
+
+    Objects, booleans and nested lists carry no text, at the top level or inside a list."""
     if isinstance(value, list):
-        parts = [str(v).strip() for v in value if v is not None and str(v).strip()]
-        return " ".join(parts) or None
-    if isinstance(value, (dict, bool)):
-        return None
-    text = str(value).strip()
-    return text or None
+        return " ".join(p for p in map(_scalar_text, value) if p) or None
+    return _scalar_text(value)
 
 
 def _leaf(value: Any) -> str | None:
     """The leaf (last non-blank) of a category path given as a list, or the string itself."""
     if isinstance(value, list):
-        leaves = [str(v).strip() for v in value if v is not None and str(v).strip()]
+        leaves = [p for p in map(_scalar_text, value) if p]
         return leaves[-1] if leaves else None
     return _text(value)
+
+
+def _utf8(line: str, values: tuple) -> tuple:
+    """`values`, unless JSON's escapes put a lone UTF-16 surrogate (`\\ud800`) in one: no UTF-8
+    text can hold it, so the line is rejected as non-UTF-8 like undecodable bytes."""
+    if "\\ud" in line or "\\uD" in line:
+        for value in values:
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise Reject("non_utf8") from None
+    return values
 
 
 # ---------------------------------------------------------------------------- Amazon 2023 / 2018
@@ -191,43 +240,47 @@ def _leaf(value: Any) -> str | None:
 
 def parse_amazon2023_event(line: str) -> tuple[str, str, int]:
     record = _json_object(line)
-    return (
+    values = (
         _required_id(record, "user_id"),
         _required_id(record, "parent_asin"),
         _required_timestamp(record, "timestamp", 1),
     )
+    return _utf8(line, values)
 
 
 def parse_amazon2023_item(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
     record = _json_object(line)
     details = record.get("details") if isinstance(record.get("details"), dict) else {}
-    return (
+    values = (
         _required_id(record, "parent_asin"),
         _text(record.get("title")),
         _text(record.get("store")) or _text(details.get("Brand")),
         _leaf(record.get("categories")),
         _text(record.get("description")),
     )
+    return _utf8(line, values)
 
 
 def parse_amazon2018_event(line: str) -> tuple[str, str, int]:
     record = _json_object(line)
-    return (
+    values = (
         _required_id(record, "reviewerID"),
         _required_id(record, "asin"),
         _required_timestamp(record, "unixReviewTime", 1000),
     )
+    return _utf8(line, values)
 
 
 def parse_amazon2018_item(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
     record = _json_object(line)
-    return (
+    values = (
         _required_id(record, "asin"),
         _text(record.get("title")),
         _text(record.get("brand")),
         _leaf(record.get("category")),
         _text(record.get("description")),
     )
+    return _utf8(line, values)
 
 
 # ---------------------------------------------------------------------------- RecBole atomic files
@@ -280,9 +333,21 @@ def make_recbole_event_parser(
     return parse
 
 
-def make_recbole_item_parser(columns: dict[str, int], path: str = "") -> Callable[[str], tuple]:
+def make_recbole_item_parser(
+    columns: dict[str, int],
+    path: str = "",
+    title_columns: Sequence[str] = RECBOLE_TITLE_COLUMNS,
+    brand_columns: Sequence[str] = RECBOLE_BRAND_COLUMNS,
+    category_columns: Sequence[str] = RECBOLE_CATEGORY_COLUMNS,
+) -> Callable[[str], tuple]:
+    """Of each `*_columns` list, the first field the header has gives that part of the item text."""
     if "item_id" not in columns:
         raise CPRecError(f"{path}: RecBole .item header lacks item_id (have {', '.join(columns)})")
+    if not any(name in columns for name in title_columns):
+        raise CPRecError(
+            f"{path}: RecBole .item header has no title field ({', '.join(title_columns)}; have "
+            f"{', '.join(columns)}): set the source's title_columns"
+        )
     width = len(columns)
 
     def parse(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
@@ -290,18 +355,27 @@ def make_recbole_item_parser(columns: dict[str, int], path: str = "") -> Callabl
         item = _cell(cells, columns, "item_id")
         if item is None:
             raise Reject("missing_field:item_id")
-        categories = _cell(cells, columns, "categories", "category", "genre")
+        categories = _cell(cells, columns, *category_columns)
         # RecBole token_seq cells are space-separated tokens; multi-word category paths are comma-separated.
         leaf = categories.split(",")[-1].strip(" '\"[]") if categories and "," in categories else categories
         return (
             item,
-            _cell(cells, columns, "title", "movie_title", "name"),
-            _cell(cells, columns, "brand", "store"),
+            _cell(cells, columns, *title_columns),
+            _cell(cells, columns, *brand_columns),
             leaf or None,
-            _cell(cells, columns, "description"),
+            _cell(cells, columns, RECBOLE_DESCRIPTION_COLUMN),
         )
 
     return parse
+
+
+def _recbole_item_fields_used(columns: dict[str, int], source: SourceConfig) -> list[str]:
+    """The fields of an .item header that `make_recbole_item_parser` reads with `source`'s options."""
+    chosen = [
+        next((name for name in names if name in columns), None)
+        for names in (source.title_columns, source.brand_columns, source.category_columns)
+    ]
+    return [name for name in ("item_id", *chosen, RECBOLE_DESCRIPTION_COLUMN) if name in columns]
 
 
 # ---------------------------------------------------------------------------- Online Retail CSV
@@ -324,7 +398,10 @@ _CAPITALISE = re.compile(r"(^|[\s\-(/&])([a-z])")
 
 def retail_columns(header: str, path: str = "") -> dict[str, int]:
     """Column name -> index from the CSV header; the Online Retail II names (Invoice, Price, Customer ID) work too."""
-    cells = next(csv.reader([header.lstrip("\ufeff")]))
+    try:
+        cells = next(csv.reader([header.lstrip("\ufeff")]))
+    except csv.Error as exc:
+        raise CPRecError(f"{path}: Online Retail CSV header is not CSV: {exc}") from None
     aliases = {"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"}
     columns = {aliases.get(c.strip(), c.strip()): i for i, c in enumerate(cells)}
     missing = [c for c in RETAIL_COLUMNS if c not in columns]
@@ -422,7 +499,8 @@ _NAME_PATTERNS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     ],
     "amazon2018": [
         ("items", re.compile(r"^meta_(?P<domain>.+)\.json" + _GZ)),
-        ("events", re.compile(r"^(?P<domain>.+?)(?:_5)?\.json" + _GZ)),
+        # 2018: Books.json.gz, Books_5.json.gz; 2014: reviews_Books_5.json.gz
+        ("events", re.compile(r"^(?:reviews_)?(?P<domain>.+?)(?:_5)?\.json" + _GZ)),
     ],
     "recbole": [
         ("items", re.compile(r"^(?P<domain>.+)\.item" + _GZ)),
@@ -432,7 +510,7 @@ _NAME_PATTERNS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
 }
 _EXPECTED_NAMES = {
     "amazon2023": "<Domain>.jsonl[.gz] with meta_<Domain>.jsonl[.gz]",
-    "amazon2018": "<Domain>[_5].json[.gz] with meta_<Domain>.json[.gz]",
+    "amazon2018": "[reviews_]<Domain>[_5].json[.gz] with meta_<Domain>.json[.gz]",
     "recbole": "<name>.inter[.gz] with <name>.item[.gz]",
     "online_retail": "*.csv[.gz]",
 }
@@ -447,39 +525,73 @@ def classify(format: str, filename: str) -> tuple[str, str] | None:
     return None
 
 
+class SkippedFile(NamedTuple):
+    path: str
+    reason: str
+
+
+class Discovery(NamedTuple):
+    files: list[SourceFile]  # what the source reads, sorted by domain, role and path
+    skipped: list[SkippedFile]  # files under its path that are not its data, sorted by path
+
+
 def discover(source: SourceConfig) -> list[SourceFile]:
-    """The files of a source, each with its role and domain, sorted by domain, role and path.
+    """The files of a source, each with its role and domain, sorted by domain, role and path
+    (`discovery(source).files`)."""
+    return discovery(source).files
+
+
+def discovery(source: SourceConfig) -> Discovery:
+    """The files of a source and the files under its path that it skips, each skip logged once.
+
+    A file whose name fits the format is data only when its domain has both files (`Books.json.gz`
+    beside `meta_Books.json.gz`): side files such as stats.json, world.json or a tokenizer's
+    vocab.json pair with nothing and are skipped, like names that do not fit at all. Files in
+    hidden or underscore-prefixed folders below the path are ignored without a word, as
+    `storage.list_files` ignores such files.
 
     Raises CPRecError for a missing path, a path without matching files, a requested domain that
-    is not there, a domain with interactions but no item file, or two files for one domain and role.
+    is not there, two files for one domain and role, and a domain with only one of its files when
+    `domains` names it or when no domain has both.
     """
     source.validate()
     names = _EXPECTED_NAMES[source.format]
-    files = storage.list_files(source.path)
+    found: dict[tuple[str, str], list[str]] = {}
+    skipped = []
+    for path in _listed_files(source.path):
+        kind = classify(source.format, os.path.basename(path))
+        if kind is None:
+            skipped.append(SkippedFile(path, f"name fits no {source.format} pattern ({names})"))
+        else:
+            found.setdefault((kind[1], kind[0]), []).append(path)
+
     if source.format == "online_retail":
-        domain = source.domain or DEFAULT_RETAIL_DOMAIN
-        csvs = [path for path in files if classify("online_retail", os.path.basename(path))]
+        csvs = found.get(("", "events"), [])
         if not csvs:
             raise CPRecError(f"no Online Retail files ({names}) under {source.path}")
+        domain = source.domain or DEFAULT_RETAIL_DOMAIN
         # One CSV serves both roles: its lines are interactions and its descriptions the catalogue.
-        return [SourceFile(path, role, domain) for path in csvs for role in ROLES]
+        return _discovered([SourceFile(path, role, domain) for path in csvs for role in ROLES], skipped)
 
-    found: dict[tuple[str, str], list[str]] = {}
-    for path in files:
-        kind = classify(source.format, os.path.basename(path))
-        if kind:
-            found.setdefault((kind[1], kind[0]), []).append(path)
     if not found:
         raise CPRecError(f"no {source.format} files ({names}) under {source.path}")
-    domains = sorted({domain for domain, _ in found})
-    wanted = source.domains or domains
+    domains = {domain for domain, _ in found}
+    paired = sorted(d for d in domains if all((d, role) in found for role in ROLES))
+    # When nothing pairs, the first domain's one-sided error below says why.
+    wanted = sorted(source.domains or paired or domains)
     absent = [d for d in wanted if d not in domains]
     if absent:
         raise CPRecError(
-            f"domain {absent[0]} not found in {source.format} source {source.path} (found: {', '.join(domains)})"
+            f"domain {absent[0]} not found in {source.format} source {source.path} "
+            f"(found: {', '.join(paired) or 'no domain with both files'})"
         )
+    for domain in sorted(domains - set(wanted) - set(paired)):
+        missing = "item" if (domain, "items") not in found else "interactions"
+        for paths in (found.get((domain, role), []) for role in ROLES):
+            skipped.extend(SkippedFile(path, f"no {missing} file for domain {domain}") for path in paths)
+
     selected = []
-    for domain in sorted(wanted):
+    for domain in wanted:
         for role in ROLES:
             paths = found.get((domain, role), [])
             if len(paths) > 1:
@@ -494,11 +606,82 @@ def discover(source: SourceConfig) -> list[SourceFile]:
             if not paths:
                 raise CPRecError(f"domain {domain} in {source.path} has an item file but no interactions")
             selected.append(SourceFile(paths[0], role, domain))
-    return selected
+    return _discovered(selected, skipped)
 
 
-def line_parser(format: str, role: str, header: str | None, path: str = "") -> Callable[[str], tuple]:
-    """The pure function that parses one data line of a `format` file in `role`."""
+_LOGGED_SKIPS: set[SkippedFile] = set()  # discovery runs more than once per build (per role, per step)
+
+
+def _discovered(files: list[SourceFile], skipped: list[SkippedFile]) -> Discovery:
+    skipped = sorted(skipped)
+    for skip in skipped:
+        if skip not in _LOGGED_SKIPS:
+            _LOGGED_SKIPS.add(skip)
+            log.warning("skipping %s: %s", skip.path, skip.reason)
+    return Discovery(files, skipped)
+
+
+def _listed_files(path: str) -> list[str]:
+    """`storage.list_files(path)` less the files in hidden or underscore-prefixed folders below
+    `path` (scratch space, caches, version control)."""
+    root = storage.filesystem(path)[1]
+
+    def hidden(file: str) -> bool:
+        relative = posixpath.relpath(file if storage.is_local(file) else file.split("://", 1)[1], root)
+        folders = relative.split("/")[:-1]
+        return not relative.startswith("..") and any(f.startswith((".", "_")) for f in folders)
+
+    return [file for file in storage.list_files(path) if not hidden(file)]
+
+
+def ignored_columns(source: SourceConfig) -> dict[str, list[str]]:
+    """Per item file of a RecBole source (its path as discovered), the header fields that its items
+    do not read with the source's `*_columns` options, in header order; {} for the other formats,
+    whose fields are fixed."""
+    if source.format != "recbole":
+        return {}
+    ignored = {}
+    for file in discover(source):
+        if file.role == "items":
+            columns = recbole_columns(header_line(file.path), file.path)
+            used = _recbole_item_fields_used(columns, source)
+            ignored[file.path] = [name for name in columns if name not in used]
+    return ignored
+
+
+MAX_HEADER_BYTES = 1 << 20
+
+
+def header_line(path: str) -> str:
+    """The first line of a (possibly gzip) file, without a UTF-8 byte-order mark."""
+    fs, inner = storage.filesystem(path)
+    blocks: list[bytes] = []
+    try:
+        with fs.open_input_stream(inner, compression="gzip" if path.endswith(".gz") else None) as stream:
+            while not blocks or b"\n" not in blocks[-1]:
+                block = stream.read(1 << 16)
+                if not block:
+                    break
+                blocks.append(block)
+                if sum(map(len, blocks)) > MAX_HEADER_BYTES:
+                    raise CPRecError(f"{path}: first line over {MAX_HEADER_BYTES} bytes; expected a header")
+    except (OSError, pa.ArrowException) as exc:
+        raise CPRecError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    line = b"".join(blocks).split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf")
+    header = line.decode("utf-8", "replace").rstrip("\r")
+    if not header:
+        raise CPRecError(f"{path}: empty file, expected a header line")
+    return header
+
+
+def line_parser(
+    format: str, role: str, header: str | None, path: str = "", source: SourceConfig | None = None
+) -> Callable[[str], tuple]:
+    """The pure function that parses one data line of a `format` file in `role`; `source`, when
+    given, supplies its options (RecBole item columns), else the defaults apply.
+
+    The function takes a line decoded from UTF-8 (the reader rejects undecodable ones as
+    `non_utf8`) and returns a tuple or raises Reject or Skip, whatever the line holds."""
     if format == "amazon2023":
         return parse_amazon2023_event if role == "events" else parse_amazon2023_item
     if format == "amazon2018":
@@ -507,170 +690,12 @@ def line_parser(format: str, role: str, header: str | None, path: str = "") -> C
         raise CPRecError(f"{path}: empty file, expected a header line")
     if format == "recbole":
         columns = recbole_columns(header, path)
-        return (make_recbole_event_parser if role == "events" else make_recbole_item_parser)(columns, path)
+        if role == "events":
+            return make_recbole_event_parser(columns, path)
+        options = (source.title_columns, source.brand_columns, source.category_columns) if source else ()
+        return make_recbole_item_parser(columns, path, *options)
     columns = retail_columns(header, path)
     return make_retail_event_parser(columns) if role == "events" else make_retail_item_parser(columns)
 
 
 HEADER_FORMATS = ("recbole", "online_retail")
-
-
-# ---------------------------------------------------------------------------- streaming rows
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines (without the newline) of a byte stream read in chunks; a last unterminated line counts."""
-    rest = b""
-    for chunk in chunks:
-        pieces = (rest + chunk).split(b"\n")
-        rest = pieces.pop()
-        yield from pieces
-    if rest:
-        yield rest
-
-
-def _decode(raw: bytes) -> str | None:
-    try:
-        return raw.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError:
-        return None
-
-
-def parse_lines(
-    raw_lines: Iterator[bytes], format: str, role: str, domain: str, source_file: str
-) -> Iterator[pa.Table]:
-    """Tables of EVENT_ROWS or ITEM_ROWS for the lines of one file, `ROWS_PER_BLOCK` rows at a time."""
-    schema = EVENT_ROWS if role == "events" else ITEM_ROWS
-    value_names = EVENT_VALUES if role == "events" else ITEM_VALUES
-    columns: dict[str, list[Any]] = {f.name: [] for f in schema}
-    line_number = 0
-    parse: Callable[[str], tuple] | None = None
-    # Online Retail: a malformed line is reported once, by the events pass over the same file.
-    quiet_rejects = format == "online_retail" and role == "items"
-
-    def add(values: tuple | None, status: str, reason: str | None, record: str | None) -> None:
-        for name, value in zip(value_names, values or (None,) * len(value_names)):
-            columns[name].append(value)
-        columns["domain"].append(domain)
-        columns["source_file"].append(source_file)
-        columns["line"].append(line_number)
-        columns["status"].append(status)
-        columns["reason"].append(reason)
-        columns["record"].append(record)
-
-    def flush() -> pa.Table:
-        table = pa.table(columns, schema=schema)
-        for values in columns.values():
-            values.clear()
-        return table
-
-    for raw in raw_lines:
-        line_number += 1
-        text = _decode(raw)
-        if format in HEADER_FORMATS and parse is None:
-            header = text if text is not None else raw.decode("utf-8", "replace")
-            parse = line_parser(format, role, header, source_file)
-            continue
-        if text is None:
-            if not quiet_rejects:
-                add(None, "reject", "non_utf8", raw.decode("utf-8", "backslashreplace"))
-        elif not text.strip():
-            if not quiet_rejects:
-                add(None, "skip", "blank_line", text)
-        else:
-            if parse is None:
-                parse = line_parser(format, role, None, source_file)
-            try:
-                add(parse(text), "ok", None, None)
-            except Skip as skipped:
-                add(None, "skip", str(skipped), text)
-            except Reject as rejected:
-                if not quiet_rejects:
-                    add(None, "reject", str(rejected), text)
-        if len(columns["line"]) >= ROWS_PER_BLOCK:
-            yield flush()
-    if format in HEADER_FORMATS and parse is None:
-        raise CPRecError(f"{source_file}: empty file, expected a header line")
-    if columns["line"]:
-        yield flush()
-
-
-def _read_file_lines(stream: Any, source_file: str) -> Iterator[bytes]:
-    """Lines of an opened pyarrow stream; a truncated or corrupt gzip fails with the file's name."""
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            try:
-                chunk = stream.read(1 << 22)
-            except (OSError, pa.ArrowException) as exc:
-                raise CPRecError(f"cannot read {source_file}: {exc}".splitlines()[0]) from exc
-            if not chunk:
-                return
-            yield chunk
-
-    return _lines(chunks())
-
-
-def _without_scheme(uri: str) -> str:
-    return os.path.normpath(uri.split("://", 1)[-1])
-
-
-def first_line(path: str) -> str | None:
-    """The first line of a (possibly gzip) file, or None when it is empty."""
-    fs, inner = storage.filesystem(path)
-    compression = "gzip" if path.endswith(".gz") else None
-    with fs.open_input_stream(inner, compression=compression) as stream:
-        return next(_read_file_lines(stream, path), b"").decode("utf-8", "replace").rstrip("\r") or None
-
-
-def _source_datasource_class() -> type:
-    """Defined lazily so importing this module does not import Ray."""
-    from ray.data.datasource import FileBasedDatasource
-
-    class SourceDatasource(FileBasedDatasource):
-        """One source's files of one role; each file is split into lines and parsed by its format."""
-
-        def __init__(self, files: list[SourceFile], format: str, role: str):
-            super().__init__([f.path for f in files])
-            self._format = format
-            self._role = role
-            # Ray hands `_read_stream` the path without its scheme; map it back to the listed URI.
-            self._files = {_without_scheme(f.path): f for f in files}
-
-        def _read_stream(self, f: Any, path: str) -> Iterator[pa.Table]:
-            source = self._files[_without_scheme(path)]
-            lines = _read_file_lines(f, source.path)
-            yield from parse_lines(lines, self._format, self._role, source.domain, source.path)
-
-    return SourceDatasource
-
-
-def _read(sources: list[SourceConfig], role: str) -> Any:
-    import ray
-
-    if not sources:
-        raise CPRecError("no sources given")
-    datasource_class = _source_datasource_class()
-    datasets = []
-    for source in sources:
-        files = [f for f in discover(source) if f.role == role]
-        if source.format in HEADER_FORMATS:
-            for file in files:  # a bad header fails here, on the driver, with the file's name
-                line_parser(source.format, role, first_line(file.path), file.path)
-        datasource = datasource_class(files, source.format, role)
-        datasets.append(ray.data.read_datasource(datasource, num_cpus=READ_TASK_CPUS))
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
-
-
-def read_events(sources: list[SourceConfig]) -> Any:
-    """A Ray Dataset of EVENT_ROWS (RAW_EVENTS + status, reason, record), one row per source line."""
-    return _read(sources, "events")
-
-
-def read_items(sources: list[SourceConfig]) -> Any:
-    """A Ray Dataset of ITEM_ROWS (RAW_ITEMS + status, reason, record), one row per source line.
-
-    Online Retail has no catalogue file: every product line of the CSV yields an item row (the
-    build keeps the first per item id); its malformed lines are reported by `read_events` only.
-    """
-    return _read(sources, "items")
