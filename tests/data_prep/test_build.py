@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -383,3 +384,47 @@ def test_empty_sources_are_a_clear_error(tmp_path, ray_local):
         (src / f"meta_{domain}.jsonl").write_text("")
     with pytest.raises(CPRecError, match="no .*records"):
         build(config(src, tmp_path / "out"))
+
+
+RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+
+
+def test_online_retail_lines_count_once_against_the_reject_bound(tmp_path, ray_local):
+    """8 malformed lines of 108: 7.4% must fail a 5% bound (each line was counted twice: 3.7%)."""
+    src = tmp_path / "retail"
+    src.mkdir()
+    good = [
+        f"5{n:05d},{20000 + n % 25},RED MUG {n % 25},2,12/{1 + n % 28}/2010 9:{n % 60:02d},1.5,{17000 + n % 20},United Kingdom"
+        for n in range(100)
+    ]
+    bad = [f"6{n:05d},BROKEN" for n in range(8)]
+    (src / "online_retail.csv").write_text("\n".join([RETAIL_HEADER, *good, *bad]) + "\n")
+    retail = f"sources=[{{format: online_retail, path: '{src}'}}]"
+    with pytest.raises(CPRecError, match=r"reject rate 7\.41% is above max_reject_rate=5\.00%.*\(8 of 108 records"):
+        build(config(src, tmp_path / "out", retail, "stop_after=interactions"))
+
+
+def test_stats_list_what_was_not_read(world, tmp_path, ray_local):
+    """Side files under a source path are skipped and listed; RecBole item fields left out of the
+    item text are listed per file."""
+    src = tmp_path / "src"
+    shutil.copytree(world, src)
+    (src / "stats.json").write_text("{}")
+    (src / "tokenizer").mkdir()
+    (src / "tokenizer" / "vocab.json").write_text("{}")
+    rb = tmp_path / "rb"
+    rb.mkdir()
+    users = [f"u{n}" for n in range(6)]
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{u}\tm{i}\t{1_600_000_000 + 60 * i}" for u in users for i in range(5)]
+    (rb / "ml.inter").write_text("\n".join(lines) + "\n")
+    (rb / "ml.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        + "".join(f"m{i}\tFilm {i}\t1995\tDrama Comedy\n" for i in range(5))
+    )
+    sources = f"sources=[{{format: amazon2023, path: '{src}'}}, {{format: recbole, path: '{rb}'}}]"
+    out = tmp_path / "out"
+    build(config(src, out, sources, "stop_after=interactions"))
+    stats = json.loads((out / "stats.json").read_text())
+    assert set(stats["skipped_files"]) == {str(src / "stats.json"), str(src / "tokenizer" / "vocab.json")}
+    assert stats["ignored_columns"] == {str(rb / "ml.item"): ["release_year"]}
