@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from cprec.data_prep import files, scan
-from cprec.data_prep.readers import EVENT_ROWS, ITEM_ROWS, SourceConfig
+from cprec.data_prep.readers import EVENT_ROWS, SourceConfig
 
 
 def scan_tables(work: Path, sources: list[SourceConfig], catalogs: list[SourceConfig] = (), partitions: int = 4) -> dict:
@@ -22,8 +22,8 @@ def scan_tables(work: Path, sources: list[SourceConfig], catalogs: list[SourceCo
         role: files.read_table(str(work / scan.OUTPUT_DIRS[purpose]), schema)
         for role, purpose, schema in (
             ("events", scan.EVENTS, EVENT_ROWS),
-            ("items", scan.ITEMS, ITEM_ROWS),
-            ("catalog", scan.CATALOG, ITEM_ROWS),
+            ("items", scan.ITEMS, scan.ITEM_ROWS_WITH_TEXT),
+            ("catalog", scan.CATALOG, scan.ITEM_ROWS_WITH_TEXT),
         )
     }
     return {**tables, "records": records}

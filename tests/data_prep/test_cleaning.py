@@ -28,7 +28,7 @@ def test_dedupe_items_keeps_first_row_by_file_and_line_and_lists_untitled():
             ("c", "Books", "None", "meta_a.jsonl", 11),
         ]
     )
-    catalogue, dropped = cleaning.dedupe_items(raw)
+    catalogue, dropped = cleaning.dedupe_items(cleaning.with_item_text(raw))
     assert catalogue["item_id"].to_pylist() == ["a", "b", "c"]
     assert catalogue["text"].to_pylist()[0] == "[Books] First title | brand: Acme | category: Tools"
     assert catalogue["text"].to_pylist()[1:] == ["", ""]

@@ -49,7 +49,7 @@ from cprec.core.schemas import (
 from cprec.core.world import load_world, world_dir, world_source
 from cprec.data_prep import cleaning, files, scan, sequences, tokens
 from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
-from cprec.data_prep.readers import EVENT_ROWS, ITEM_ROWS, SourceConfig
+from cprec.data_prep.readers import EVENT_ROWS, SourceConfig
 
 log = logging.getLogger("cprec.data_prep.build")
 
@@ -208,24 +208,27 @@ class _Build:
         with self.step("reading and partitioning"):
             self.read_sources()
         with self.step("cleaning"):
-            items_stats = _get(self.task(_items_task).remote(self.work, threads, memory))
-            if self.catalogs:
-                items_stats = _merged([items_stats, _get(self.task(_text_catalogue_task).remote(self.work, threads, memory))])
+            items_stats = [_get(self.task(_items_task).remote(self.work, threads, memory))]
+            # the text-only catalogues are only needed by the tokens: deduped beside the partitions
+            text_catalogue = self.task(_text_catalogue_task).remote(self.work, threads, memory) if self.catalogs else None
             cleaned = [
-                self.task(_clean_task, num_returns=2).remote(self.work, p, threads, memory) for p in self.parts
+                self.task(_clean_task, num_returns=3).remote(self.work, p, c.cleaning, threads, memory)
+                for p in self.parts
             ]
-            clean_stats = _get([stats for stats, _ in cleaned])
+            clean_stats = _get([stats for stats, _, _ in cleaned])
+            if text_catalogue is not None:
+                items_stats.append(_get(text_catalogue))
             reject_stats = _get(self.task(_rejects_task).remote(self.work, self.out, threads, memory))
-            self.account(items_stats, clean_stats, reject_stats)
+            self.account(_merged(items_stats), clean_stats, reject_stats)
         with self.step("k-core"):
-            survivors = self.kcore([distinct for _, distinct in cleaned])
+            survivors = self.kcore([distinct for _, distinct, _ in cleaned], [counts for _, _, counts in cleaned])
         # The format control draws from the final item set: the k-core survivors (every survivor keeps
         # an event at the fixed point), or with k-core off every cleaned item; an object ref, never fetched.
         pool = None
         if c.sequences.scramble and c.stop_after != "interactions":
             pool = survivors
             if pool is None:
-                pool, _ = self.task(_union_task, num_returns=2).remote(threads, memory, *[d for _, d in cleaned])
+                pool, _ = self.task(_union_task, num_returns=2).remote(threads, memory, *[d for _, d, _ in cleaned])
         with self.step("interactions and sequences"):
             final = [
                 self.task(_final_task, num_returns=2).remote(
@@ -299,22 +302,20 @@ class _Build:
             files.write_json(stats, storage.join(staging, STATS_FILE))
         return aside
 
-    def kcore(self, distinct_refs: list):
-        """Rounds of per-partition counts and a catalogue-sized reduce, until the item set is stable."""
+    def kcore(self, distinct_refs: list, first_counts: list):
+        """Rounds of per-partition counts and a catalogue-sized reduce, until the item set is stable.
+        The first round's counts come from the cleaning tasks, which hold each partition already."""
         c, threads, memory = self.config.cleaning, self.threads, self.memory
         kcore_stats = {"k_users": c.k_users, "k_items": c.k_items, "per_domain": c.per_domain, "rounds": 0}
         self.stats["cleaning"]["kcore"] = kcore_stats
         if c.k_users == 0 and c.k_items == 0:
             return None
-        items, size = self.task(_union_task, num_returns=2).remote(threads, memory, *distinct_refs)
+        _, size = self.task(_union_task, num_returns=2).remote(threads, memory, *distinct_refs)
         size = _get(size)
         kcore_stats["items_before"] = size
+        counts = first_counts
         while True:
             kcore_stats["rounds"] += 1
-            counts = [
-                self.task(_count_task).remote(self.work, p, items, c.k_users, c.per_domain, threads, memory)
-                for p in self.parts
-            ]
             items, new_size = self.task(_survivors_task, num_returns=2).remote(c.k_items, threads, memory, *counts)
             new_size = _get(new_size)
             if new_size == size:
@@ -323,6 +324,10 @@ class _Build:
             if kcore_stats["rounds"] >= c.max_rounds:
                 raise CPRecError(f"k-core did not reach a fixed point in cleaning.max_rounds={c.max_rounds} rounds")
             size = new_size
+            counts = [
+                self.task(_count_task).remote(self.work, p, items, c.k_users, c.per_domain, threads, memory)
+                for p in self.parts
+            ]
 
     def summarize(self, partition_stats: list[dict], item_counts: dict) -> None:
         merged = _merged(partition_stats)
@@ -432,9 +437,9 @@ def _domain_counts(con, sql: str, key: str) -> dict:
 def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa.Table, pa.Table]:
     """The item rows read into `raw_dir` (registered as 'raw'), deduped into a catalogue; their
     unparsed, duplicate and untitled rows are written to `dropped/<dropped_name>` for rejects/."""
-    raw = files.read_table(storage.join(work, raw_dir), ITEM_ROWS)
+    raw = files.read_table(storage.join(work, raw_dir), scan.ITEM_ROWS_WITH_TEXT)
     con.register("raw", raw)
-    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)} FROM raw WHERE status = 'ok'").to_arrow_table()
+    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)}, text FROM raw WHERE status = 'ok'").to_arrow_table()
     catalogue, dropped = cleaning.dedupe_items(ok, con)
     bad = con.sql(
         "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
@@ -489,7 +494,11 @@ def _text_items(work: str, out: str, with_catalogues: bool) -> pa.Table:
     return items
 
 
-def _clean_task(work: str, part: int, threads: int, memory: str) -> tuple[dict, pa.Table]:
+def _clean_task(
+    work: str, part: int, config: CleaningConfig, threads: int, memory: str
+) -> tuple[dict, pa.Table, pa.Table | None]:
+    """The partition cleaned; its stats, its distinct items and its first k-core round's item counts
+    (over every cleaned item: the round starts from all of them)."""
     con = cleaning.connect(threads, memory)
     events = _partition_events(work, part)
     catalogue = files.read_table(storage.join(work, "catalogue.parquet"))
@@ -508,7 +517,10 @@ def _clean_task(work: str, part: int, threads: int, memory: str) -> tuple[dict, 
             ]
         ),
     }
-    return stats, cleaning.distinct_items(clean, con)
+    counts = None
+    if config.k_users or config.k_items:
+        counts = cleaning.item_user_counts(clean, None, config.k_users, config.per_domain, con)
+    return stats, cleaning.distinct_items(clean, con), counts
 
 
 def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:

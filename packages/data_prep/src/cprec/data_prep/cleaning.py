@@ -43,42 +43,48 @@ def connect(threads: int = 1, memory_limit: str = "") -> duckdb.DuckDBPyConnecti
     return duckdb.connect(config=config)
 
 
-def dedupe_items(raw_items: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Table, pa.Table]:
-    """The first metadata row per item_id by (source_file, line), with its text; and the dropped rows.
+def with_item_text(raw_items: pa.Table) -> pa.Table:
+    """RAW_ITEMS rows with their `text` (core.template.item_text; '' when the title is unusable).
 
-    Returns (CATALOGUE sorted by item_id, DROPPED). Items whose text is '' stay in the catalogue so
-    that their events are counted as 'untitled', not as 'unknown'; they are also listed as skips.
-    """
-    con = con or connect()
-    con.register("raw_items", raw_items)
-    ranked = """
-        SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY source_file, line) AS rank FROM raw_items
-    """
-    first = con.sql(
-        f"SELECT item_id, domain, title, brand, category, source_file, line FROM ({ranked}) "
-        "WHERE rank = 1 ORDER BY item_id"
-    ).to_arrow_table()
-    duplicates = con.sql(
-        f"SELECT source_file, line, '{DUPLICATE_ITEM}' AS reason, {_ITEM_RECORD} AS record, "
-        f"'skip' AS status, domain FROM ({ranked}) WHERE rank > 1"
-    ).to_arrow_table()
+    Computed where the rows are read (a task per file, in parallel), not in the catalogue-sized
+    dedupe that every later step waits for."""
     texts = [
         template.item_text(domain, title, brand, category)
         for domain, title, brand, category in zip(
-            *(first.column(name).to_pylist() for name in ("domain", "title", "brand", "category"))
+            *(raw_items.column(name).to_pylist() for name in ("domain", "title", "brand", "category"))
         )
     ]
-    catalogue = pa.table(
-        {"item_id": first["item_id"], "domain": first["domain"], "text": pa.array(texts, pa.string())},
-        schema=CATALOGUE,
+    return raw_items.append_column("text", pa.array(texts, pa.string()))
+
+
+def dedupe_items(raw_items: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Table, pa.Table]:
+    """The first metadata row per item_id by (source_file, line), with its text; and the dropped rows.
+
+    `raw_items` are RAW_ITEMS rows with their `text` (`with_item_text`). Returns (CATALOGUE sorted by
+    item_id, DROPPED). Items whose text is '' stay in the catalogue so that their events are counted
+    as 'untitled', not as 'unknown'; they are also listed as skips.
+    """
+    con = con or connect()
+    con.register("raw_items", raw_items)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ranked_items AS
+        SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY source_file, line) AS rank FROM raw_items
+        """
     )
-    con.register("first_rows", first.append_column("text", pa.array(texts, pa.string())))
-    untitled = con.sql(
-        f"SELECT source_file, line, '{UNTITLED_ITEM}' AS reason, {_ITEM_RECORD} AS record, "
-        "'skip' AS status, domain FROM first_rows WHERE text = ''"
+    catalogue = con.sql(
+        "SELECT item_id, domain, text FROM ranked_items WHERE rank = 1 ORDER BY item_id"
     ).to_arrow_table()
-    dropped = pa.concat_tables([duplicates.cast(DROPPED), untitled.cast(DROPPED)])
-    return catalogue, dropped
+    dropped = con.sql(
+        f"""
+        SELECT source_file, line, CASE WHEN rank > 1 THEN '{DUPLICATE_ITEM}' ELSE '{UNTITLED_ITEM}' END AS reason,
+               {_ITEM_RECORD} AS record, 'skip' AS status, domain
+        FROM ranked_items WHERE rank > 1 OR text = ''
+        ORDER BY rank > 1 DESC, source_file, line
+        """
+    ).to_arrow_table()
+    con.execute("DROP TABLE ranked_items")
+    return catalogue.cast(CATALOGUE), dropped.cast(DROPPED)
 
 
 def clean_events(

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from cprec.core import storage
 from cprec.core.errors import CPRecError
-from cprec.data_prep import readers, sequences
+from cprec.data_prep import cleaning, readers, sequences
 from cprec.data_prep.readers import (
     EVENT_ROWS,
     EVENT_VALUES,
@@ -66,6 +66,8 @@ BOM = b"\xef\xbb\xbf"
 # catalogue rows of an event source, or catalogue rows of a text-only catalogue.
 EVENTS, ITEMS, CATALOG = "events", "items", "catalog"
 OUTPUT_DIRS = {EVENTS: "events", ITEMS: "items_raw", CATALOG: "catalog_raw"}
+# Item rows are written with their text (cleaning.with_item_text), computed here in parallel.
+ITEM_ROWS_WITH_TEXT = ITEM_ROWS.append(pa.field("text", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,7 @@ def _text(i: int) -> tuple[str, str]:
     """(value, is-plain) SQL for readers._text of field i: a string, a list of strings, or null or
     absent, an object or a boolean (no text). Numbers and other lists take the Python path."""
     value = (
-        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(f's[{i}]')}, '') "
+        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(_string(i))}, '') "
         f"WHEN 'ARRAY' THEN nullif(array_to_string({_elements(i)}, ' '), '') END"
     )
     return value, _plain_text(i)
@@ -327,7 +329,7 @@ def _text(i: int) -> tuple[str, str]:
 def _leaf(i: int) -> tuple[str, str]:
     """(value, is-plain) SQL for readers._leaf of field i: the last non-blank string of a list."""
     value = (
-        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(f's[{i}]')}, '') "
+        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(_string(i))}, '') "
         f"WHEN 'ARRAY' THEN {_elements(i)}[-1] END"
     )
     return value, _plain_text(i)
@@ -341,14 +343,20 @@ def _plain_text(i: int) -> str:
     )
 
 
+def _string(i: int) -> str:
+    """Field i as a string (read only where its JSON type says it is one: unquoting a long list or
+    object costs as much as parsing it)."""
+    return f"json_extract_string(v[{i}], '$')"
+
+
 def _id(i: int) -> tuple[str, str]:
-    value = _strip(f"s[{i}]")
+    value = _strip(_string(i))
     return value, f"(t[{i}] = 'VARCHAR' AND {value} <> '')"
 
 
 def _timestamp(i: int, unit_ms: int) -> tuple[str, str]:
     """Integer timestamps only (what the dumps write); a float or a string takes the Python path."""
-    whole = f"TRY_CAST(s[{i}] AS BIGINT)"
+    whole = f"TRY_CAST({_string(i)} AS BIGINT)"
     low, high = MIN_TIMESTAMP_MS // unit_ms - 1, MAX_TIMESTAMP_MS // unit_ms + 1
     value = f"(CASE WHEN {whole} BETWEEN {low} AND {high} THEN {whole} * {unit_ms} END)"
     plain = f"(t[{i}] IN ('BIGINT', 'UBIGINT') AND {value} >= {MIN_TIMESTAMP_MS} AND {value} < {MAX_TIMESTAMP_MS})"
@@ -386,14 +394,10 @@ def _json_query(format: str, role: str) -> str:
     columns = ", ".join(f"{value} AS {name}" for (value, _), name in zip(computed, names))
     plain = " AND ".join(p for _, p in computed)
     # try(): a line that is not JSON gives NULL, and the Python path its reason; each field's JSON
-    # type and string are computed once, then read by the expressions above
+    # type is computed once, then read by the expressions above
     return f"""
         WITH parsed AS (SELECT line, raw, try(json_extract(raw, [{paths}])) AS v FROM lines),
-        typed AS (
-          SELECT *, list_transform(v, lambda x: json_type(x)) AS t,
-                    list_transform(v, lambda x: json_extract_string(x, '$')) AS s
-          FROM parsed
-        )
+        typed AS (SELECT *, list_transform(v, lambda x: json_type(x)) AS t FROM parsed)
         SELECT line, plain, CASE WHEN NOT plain THEN raw END AS raw, {columns}
         FROM (SELECT *, coalesce(v IS NOT NULL AND {plain}, FALSE) AS plain FROM typed)
     """
@@ -511,7 +515,7 @@ class _Output:
             self._write(f"events/part={p}/{self.unit.name}.parquet", rows.filter(pa.array(column == p)))
 
     def items(self, rows: pa.Table, directory: str) -> None:
-        self._write(f"{directory}/{self.unit.name}.parquet", rows)
+        self._write(f"{directory}/{self.unit.name}.parquet", cleaning.with_item_text(rows))
 
     def close(self) -> None:
         for writer in self.writers.values():
