@@ -308,6 +308,10 @@ def _strip(sql: str) -> str:
     )
 
 
+# The field expressions below read, for field i: v[i] its JSON, t{i} its JSON type, s{i} its string
+# stripped (a string or an integer, else NULL) — each computed once per line by `_json_query`.
+
+
 def _elements(i: int) -> str:
     """The stripped, non-blank strings of list field i (only read when its elements are all strings or nulls)."""
     return (
@@ -320,7 +324,7 @@ def _text(i: int) -> tuple[str, str]:
     """(value, is-plain) SQL for readers._text of field i: a string, a list of strings, or null or
     absent, an object or a boolean (no text). Numbers and other lists take the Python path."""
     value = (
-        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(_string(i))}, '') "
+        f"CASE t{i} WHEN 'VARCHAR' THEN nullif(s{i}, '') "
         f"WHEN 'ARRAY' THEN nullif(array_to_string({_elements(i)}, ' '), '') END"
     )
     return value, _plain_text(i)
@@ -328,38 +332,28 @@ def _text(i: int) -> tuple[str, str]:
 
 def _leaf(i: int) -> tuple[str, str]:
     """(value, is-plain) SQL for readers._leaf of field i: the last non-blank string of a list."""
-    value = (
-        f"CASE t[{i}] WHEN 'VARCHAR' THEN nullif({_strip(_string(i))}, '') "
-        f"WHEN 'ARRAY' THEN {_elements(i)}[-1] END"
-    )
+    value = f"CASE t{i} WHEN 'VARCHAR' THEN nullif(s{i}, '') WHEN 'ARRAY' THEN {_elements(i)}[-1] END"
     return value, _plain_text(i)
 
 
 def _plain_text(i: int) -> str:
     return (
-        f"(t[{i}] IS NULL OR t[{i}] IN ('NULL', 'VARCHAR', 'OBJECT', 'BOOLEAN') OR (t[{i}] = 'ARRAY' AND "
+        f"(t{i} IS NULL OR t{i} IN ('NULL', 'VARCHAR', 'OBJECT', 'BOOLEAN') OR (t{i} = 'ARRAY' AND "
         f"list_bool_and(list_transform(json_type(v[{i}], '$[*]'), lambda e: e IN ('VARCHAR', 'NULL'))) "
         "IS NOT FALSE))"
     )
 
 
-def _string(i: int) -> str:
-    """Field i as a string (read only where its JSON type says it is one: unquoting a long list or
-    object costs as much as parsing it)."""
-    return f"json_extract_string(v[{i}], '$')"
-
-
 def _id(i: int) -> tuple[str, str]:
-    value = _strip(_string(i))
-    return value, f"(t[{i}] = 'VARCHAR' AND {value} <> '')"
+    return f"s{i}", f"(t{i} = 'VARCHAR' AND s{i} <> '')"
 
 
 def _timestamp(i: int, unit_ms: int) -> tuple[str, str]:
     """Integer timestamps only (what the dumps write); a float or a string takes the Python path."""
-    whole = f"TRY_CAST({_string(i)} AS BIGINT)"
+    whole = f"TRY_CAST(s{i} AS BIGINT)"
     low, high = MIN_TIMESTAMP_MS // unit_ms - 1, MAX_TIMESTAMP_MS // unit_ms + 1
     value = f"(CASE WHEN {whole} BETWEEN {low} AND {high} THEN {whole} * {unit_ms} END)"
-    plain = f"(t[{i}] IN ('BIGINT', 'UBIGINT') AND {value} >= {MIN_TIMESTAMP_MS} AND {value} < {MAX_TIMESTAMP_MS})"
+    plain = f"(t{i} IN ('BIGINT', 'UBIGINT') AND {value} >= {MIN_TIMESTAMP_MS} AND {value} < {MAX_TIMESTAMP_MS})"
     return value, plain
 
 
@@ -367,8 +361,8 @@ def _brand_2023(store: int, details: int, brand: int) -> tuple[str, str]:
     """readers: the store, else details.Brand when details is an object."""
     store_value, store_plain = _text(store)
     brand_value, brand_plain = _text(brand)
-    value = f"coalesce({store_value}, CASE WHEN t[{details}] = 'OBJECT' THEN {brand_value} END)"
-    return value, f"({store_plain} AND (t[{details}] IS DISTINCT FROM 'OBJECT' OR {brand_plain}))"
+    value = f"coalesce({store_value}, CASE WHEN t{details} = 'OBJECT' THEN {brand_value} END)"
+    return value, f"({store_plain} AND (t{details} IS DISTINCT FROM 'OBJECT' OR {brand_plain}))"
 
 
 # Per (format, role): the JSON paths read once per line (1-based in the SQL) and each value computed
@@ -390,16 +384,26 @@ _JSON_FIELDS: dict[tuple[str, str], tuple[list[str], list[tuple[str, str]]]] = {
 def _json_query(format: str, role: str) -> str:
     keys, computed = _JSON_FIELDS[(format, role)]
     paths = ", ".join("'$." + ".".join(f'"{part}"' for part in key.split(".")) + "'" for key in keys)
+    fields = range(1, len(keys) + 1)
+    types = ", ".join(f"json_type(v[{i}]) AS t{i}" for i in fields)
+    # unquoting a long list or object costs as much as parsing it: strings of scalars only
+    strings = ", ".join(
+        f"CASE WHEN t{i} IN ('VARCHAR', 'BIGINT', 'UBIGINT') THEN json_extract_string(v[{i}], '$') END AS r{i}"
+        for i in fields
+    )
+    stripped = ", ".join(f"{_strip(f'r{i}')} AS s{i}" for i in fields)
     names = EVENT_VALUES if role == "events" else ITEM_VALUES
     columns = ", ".join(f"{value} AS {name}" for (value, _), name in zip(computed, names))
     plain = " AND ".join(p for _, p in computed)
-    # try(): a line that is not JSON gives NULL, and the Python path its reason; each field's JSON
-    # type is computed once, then read by the expressions above
+    # try(): a line that is not JSON gives NULL, and the Python path its reason; each stage below
+    # computes its columns once per line for the expressions that read them
     return f"""
         WITH parsed AS (SELECT line, raw, try(json_extract(raw, [{paths}])) AS v FROM lines),
-        typed AS (SELECT *, list_transform(v, lambda x: json_type(x)) AS t FROM parsed)
+        typed AS (SELECT *, {types} FROM parsed),
+        unquoted AS (SELECT *, {strings} FROM typed),
+        fields AS (SELECT *, {stripped} FROM unquoted)
         SELECT line, plain, CASE WHEN NOT plain THEN raw END AS raw, {columns}
-        FROM (SELECT *, coalesce(v IS NOT NULL AND {plain}, FALSE) AS plain FROM typed)
+        FROM (SELECT *, coalesce(v IS NOT NULL AND {plain}, FALSE) AS plain FROM fields)
     """
 
 
