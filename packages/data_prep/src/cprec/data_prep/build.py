@@ -557,7 +557,8 @@ def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:
 
 def _union_task(threads: int, memory: str, *distinct: pa.Table) -> tuple[pa.Table, int]:
     con = cleaning.connect(threads, memory)
-    items = cleaning.distinct_items(pa.concat_tables([d.cast(_DISTINCT) for d in distinct]), con)
+    con.register("distinct_items", pa.concat_tables([d.cast(_DISTINCT) for d in distinct]))
+    items = con.sql("SELECT DISTINCT item_id FROM distinct_items").to_arrow_table()
     return items, items.num_rows
 
 

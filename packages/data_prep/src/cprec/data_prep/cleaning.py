@@ -132,6 +132,19 @@ def _user_key(per_domain: bool) -> str:
     return "user_id, domain" if per_domain else "user_id"
 
 
+def _kept(items: pa.Table | None, k_users: int, per_domain: bool, con: duckdb.DuckDBPyConnection) -> str:
+    """SQL of the registered `events` of `items` (None = all) whose user has at least k_users of them."""
+    where = "TRUE"
+    if items is not None:
+        con.register("items", items)
+        where = "item_id IN (SELECT item_id FROM items)"
+    return f"""
+        SELECT * FROM (
+          SELECT *, count(*) OVER (PARTITION BY {_user_key(per_domain)}) AS degree FROM events WHERE {where}
+        ) WHERE degree >= {k_users}
+    """
+
+
 def kcore_events(
     events: pa.Table,
     items: pa.Table | None,
@@ -142,18 +155,9 @@ def kcore_events(
     """The events of `items` (None = all) whose user has at least k_users of them, sorted."""
     con = con or connect()
     con.register("events", events)
-    where = "TRUE"
-    if items is not None:
-        con.register("items", items)
-        where = "item_id IN (SELECT item_id FROM items)"
-    key = _user_key(per_domain)
+    kept = _kept(items, k_users, per_domain, con)
     return con.sql(
-        f"""
-        SELECT user_id, item_id, domain, timestamp FROM (
-          SELECT *, count(*) OVER (PARTITION BY {key}) AS degree FROM events WHERE {where}
-        ) WHERE degree >= {k_users}
-        ORDER BY user_id, timestamp, item_id
-        """
+        f"SELECT user_id, item_id, domain, timestamp FROM ({kept}) ORDER BY user_id, timestamp, item_id"
     ).to_arrow_table().cast(INTERACTIONS)
 
 
@@ -169,24 +173,25 @@ def item_user_counts(
     Users are partitioned by hash, so a partition's counts are partial and the driver's reduce sums them.
     """
     con = con or connect()
-    kept = kcore_events(events, items, k_users, per_domain, con)
-    con.register("kept", kept)
-    return con.sql("SELECT item_id, count(*)::BIGINT AS users FROM kept GROUP BY item_id").to_arrow_table()
+    con.register("events", events)
+    kept = _kept(items, k_users, per_domain, con)
+    return con.sql(f"SELECT item_id, count(*)::BIGINT AS users FROM ({kept}) GROUP BY item_id").to_arrow_table()
 
 
 def surviving_items(counts: list[pa.Table], k_items: int, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """Items with at least k_items users over all partitions' partial counts, sorted by item_id."""
+    """Items with at least k_items users over all partitions' partial counts (a set: no order)."""
     con = con or connect()
     con.register("counts", pa.concat_tables(counts))
     return con.sql(
-        f"SELECT item_id FROM counts GROUP BY item_id HAVING sum(users) >= {k_items} ORDER BY item_id"
+        f"SELECT item_id FROM counts GROUP BY item_id HAVING sum(users) >= {k_items}"
     ).to_arrow_table()
 
 
 def distinct_items(events: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """The item ids of `events`, as a set (no order: every reader filters or counts with it)."""
     con = con or connect()
     con.register("events", events)
-    return con.sql("SELECT DISTINCT item_id FROM events ORDER BY item_id").to_arrow_table()
+    return con.sql("SELECT DISTINCT item_id FROM events").to_arrow_table()
 
 
 def kcore(
