@@ -206,11 +206,17 @@ class _Build:
     def run(self) -> None:
         c, threads, memory = self.config, self.threads, self.memory
         with self.step("reading and partitioning"):
-            self.read_sources()
+            scans = self.read_sources()
+            # the catalogue is deduped as soon as its files are read, beside the event scans
+            items = self.task(_items_task).remote(self.work, threads, memory, *scans[scan.ITEMS])
+            text_catalogue = None
+            if self.catalogs:  # only the tokens need it: deduped beside the partitions
+                text_catalogue = self.task(_text_catalogue_task).remote(
+                    self.work, threads, memory, items, *scans[scan.CATALOG]
+                )
+            self.check_scanned(scans)
         with self.step("cleaning"):
-            items_stats = [_get(self.task(_items_task).remote(self.work, threads, memory))]
-            # the text-only catalogues are only needed by the tokens: deduped beside the partitions
-            text_catalogue = self.task(_text_catalogue_task).remote(self.work, threads, memory) if self.catalogs else None
+            items_stats = [_get(items)]
             cleaned = [
                 self.task(_clean_task, num_returns=3).remote(self.work, p, c.cleaning, threads, memory)
                 for p in self.parts
@@ -247,15 +253,23 @@ class _Build:
         files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(self.out, STATS_FILE))
         files.remove(self.work)
 
-    def read_sources(self) -> None:
-        """Every scan unit as a Ray task writing the scratch tables; records per file into the stats."""
+    def read_sources(self) -> dict[str, list]:
+        """Every scan unit as a Ray task writing the scratch tables: the catalogue units first (the
+        catalogue dedupe can then start while events are still read), the rest largest first.
+        Returns the tasks' references by purpose."""
         units = self.units
         ranged = [u for u in units if not u.first_line]
         if ranged:
             counts = _get([self.task(scan.count_lines).remote(u) for u in ranged])
             units = scan.number_lines(units, {u.name: n for u, n in zip(ranged, counts)})
-        results = _get([self.task(scan.scan_unit).remote(u, self.work, self.config.partitions) for u in units])
-        self.scanned = _merged(results)
+        refs: dict[str, list] = {scan.EVENTS: [], scan.ITEMS: [], scan.CATALOG: []}
+        for unit in sorted(units, key=lambda u: (u.purpose == scan.EVENTS, -u.size, u.name)):
+            refs[unit.purpose].append(self.task(scan.scan_unit).remote(unit, self.work, self.config.partitions))
+        return refs
+
+    def check_scanned(self, scans: dict[str, list]) -> None:
+        """Records per file into the stats; a source without events or items is an error."""
+        self.scanned = _merged(_get([ref for refs in scans.values() for ref in refs]))
         for purpose, what, where in ((scan.EVENTS, "event", self.sources), (scan.ITEMS, "item", self.sources)):
             if not storage.exists(storage.join(self.work, scan.OUTPUT_DIRS[purpose])):
                 raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in where)}")
@@ -424,6 +438,7 @@ def _tokenize_items(batch: pa.Table, spec: tokens.TokenizerSpec) -> pa.Table:
 
 _DISTINCT = pa.schema([("item_id", pa.string())])
 TEXT_CATALOGUE = "text_catalogue.parquet"  # in _work: the text-only catalogues' items
+TITLES = "titles.parquet"  # in _work: the catalogue's (item_id, titled), what each partition's cleaning reads
 
 
 def _partition_events(work: str, part: int) -> pa.Table:
@@ -448,10 +463,12 @@ def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa
     return raw, catalogue
 
 
-def _items_task(work: str, threads: int, memory: str) -> dict:
+def _items_task(work: str, threads: int, memory: str, *scanned: dict) -> dict:
+    """The catalogue: metadata rows deduped, once the item files are read (`scanned`, only awaited)."""
     con = cleaning.connect(threads, memory)
     raw, catalogue = _read_catalogue(con, work, "items_raw", "items.parquet")
     files.write_table(catalogue, storage.join(work, "catalogue.parquet"))
+    files.write_table(cleaning.titled(catalogue, con), storage.join(work, TITLES))
     con.register("catalogue", catalogue)
     return {
         "records": {"items": raw.num_rows},
@@ -466,7 +483,7 @@ def _items_task(work: str, threads: int, memory: str) -> dict:
     }
 
 
-def _text_catalogue_task(work: str, threads: int, memory: str) -> dict:
+def _text_catalogue_task(work: str, threads: int, memory: str, *awaited: dict) -> dict:
     """The text-only catalogues' titled items that the event sources' catalogue lacks; their bad,
     duplicate and untitled rows go to rejects/ like any other source's."""
     con = cleaning.connect(threads, memory)
@@ -501,8 +518,8 @@ def _clean_task(
     (over every cleaned item: the round starts from all of them)."""
     con = cleaning.connect(threads, memory)
     events = _partition_events(work, part)
-    catalogue = files.read_table(storage.join(work, "catalogue.parquet"))
-    clean, dropped = cleaning.clean_events(events.select(RAW_EVENTS.names), catalogue, con)
+    titles = files.read_table(storage.join(work, TITLES))
+    clean, dropped = cleaning.clean_events(events.select(RAW_EVENTS.names), titles, con)
     files.write_table(clean, storage.join(work, "clean", f"part-{part:05d}.parquet"))
     files.write_table(dropped, storage.join(work, "dropped", f"events-{part:05d}.parquet"))
     con.register("events", events)

@@ -87,43 +87,48 @@ def dedupe_items(raw_items: pa.Table, con: duckdb.DuckDBPyConnection | None = No
     return catalogue.cast(CATALOGUE), dropped.cast(DROPPED)
 
 
+def titled(catalogue: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """(item_id, titled) of a CATALOGUE: all that cleaning events needs of it, without the texts."""
+    con = con or connect()
+    con.register("catalogue_texts", catalogue)
+    return con.sql("SELECT item_id, text <> '' AS titled FROM catalogue_texts").to_arrow_table()
+
+
 def clean_events(
-    events: pa.Table, catalogue: pa.Table, con: duckdb.DuckDBPyConnection | None = None
+    events: pa.Table, titles: pa.Table, con: duckdb.DuckDBPyConnection | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Drops events of unknown items (rejects), of untitled items and later duplicates of a pair (skips).
 
-    `events` are RAW_EVENTS rows that parsed. Returns (INTERACTIONS sorted by user, timestamp, item;
-    DROPPED). A duplicate (user, item) keeps its earliest event (ties: source file, then line).
+    `events` are RAW_EVENTS rows that parsed, `titles` the catalogue's (item_id, titled) (`titled`).
+    Returns (INTERACTIONS, DROPPED), unordered: every later step sorts what it writes. A duplicate
+    (user, item) keeps its earliest event (ties: source file, then line).
     """
     con = con or connect()
     con.register("events", events)
-    con.register("catalogue", catalogue)
+    con.register("titles", titles)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE joined AS
-        SELECT e.*, c.text,
+        SELECT e.*, c.titled,
                row_number() OVER (PARTITION BY e.user_id, e.item_id ORDER BY e.timestamp, e.source_file, e.line)
                  AS rank
-        FROM events e LEFT JOIN catalogue c USING (item_id)
+        FROM events e LEFT JOIN titles c USING (item_id)
         """
     )
-    clean = con.sql(
-        "SELECT user_id, item_id, domain, timestamp FROM joined WHERE text <> '' AND rank = 1 "
-        "ORDER BY user_id, timestamp, item_id"
-    ).to_arrow_table()
+    clean = con.sql("SELECT user_id, item_id, domain, timestamp FROM joined WHERE titled AND rank = 1").to_arrow_table()
     dropped = con.sql(
         f"""
         SELECT source_file, line,
-               CASE WHEN text IS NULL THEN '{UNKNOWN_ITEM}'
-                    WHEN text = '' THEN '{UNTITLED_ITEM}'
+               CASE WHEN titled IS NULL THEN '{UNKNOWN_ITEM}'
+                    WHEN NOT titled THEN '{UNTITLED_ITEM}'
                     ELSE '{DUPLICATE_EVENT}' END AS reason,
                {_EVENT_RECORD} AS record,
-               CASE WHEN text IS NULL THEN 'reject' ELSE 'skip' END AS status,
+               CASE WHEN titled IS NULL THEN 'reject' ELSE 'skip' END AS status,
                domain
-        FROM joined WHERE text IS NULL OR text = '' OR rank > 1
-        ORDER BY source_file, line
+        FROM joined WHERE titled IS NOT TRUE OR rank > 1
         """
     ).to_arrow_table()
+    con.execute("DROP TABLE joined")
     con.unregister("events")
     return clean.cast(INTERACTIONS), dropped.cast(DROPPED)
 

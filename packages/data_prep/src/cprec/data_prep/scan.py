@@ -80,6 +80,7 @@ class ScanUnit:
     start: int = 0  # byte range [start, end) of the lines this unit owns; end None = to the end
     end: int | None = None
     first_line: int = 1  # number of the unit's first line in its file
+    size: int = 0  # bytes to read as stored (compressed or not): the order tasks are started in
 
 
 # ------------------------------------------------------------------------------------- planning
@@ -119,16 +120,13 @@ def plan(sources: list[SourceConfig], catalogs: list[SourceConfig]) -> ScanPlan:
 def _split(name: str, file: SourceFile, source: SourceConfig, purpose: str, header: str | None) -> list[ScanUnit]:
     """One unit per file, or byte ranges of an uncompressed line-based file larger than SPLIT_BYTES
     (numbered later, by `number_lines`, since a range's first line number needs the lines before it)."""
-    whole = [ScanUnit(name, file, source, purpose, header)]
-    if _compression(file.path) or source.format == "online_retail":
-        return whole
     fs, inner = storage.filesystem(file.path)
     size = fs.get_file_info(inner).size or 0
-    if size <= SPLIT_BYTES:
-        return whole
+    if _compression(file.path) or source.format == "online_retail" or size <= SPLIT_BYTES:
+        return [ScanUnit(name, file, source, purpose, header, size=size)]
     bounds = list(range(0, size, SPLIT_BYTES)) + [size]
     return [
-        ScanUnit(f"{name}-{i:03d}", file, source, purpose, header, start, end, first_line=0)
+        ScanUnit(f"{name}-{i:03d}", file, source, purpose, header, start, end, first_line=0, size=end - start)
         for i, (start, end) in enumerate(itertools.pairwise(bounds))
     ]
 
