@@ -80,6 +80,8 @@ def build_sequences(
         )
     if "mixed" in config.kinds:
         share = round(config.mixed_share * HASH_BUCKETS)
+        # every bucket is below HASH_BUCKETS: a full share needs no hash (md5 per row costs)
+        sampled = f"AND {hash_bucket('user_id', '#mixed')} < {share}" if share < HASH_BUCKETS else ""
         parts.append(
             f"""
             SELECT user_id, 'mixed' AS kind, '{template.MIXED_DOMAIN}' AS seq_domain, item_id, timestamp,
@@ -88,8 +90,8 @@ def build_sequences(
             FROM interactions
             WHERE user_id IN (
               SELECT user_id FROM interactions GROUP BY user_id
-              HAVING count(DISTINCT domain) >= {config.mixed_min_domains}
-            ) AND {hash_bucket('user_id', '#mixed')} < {share}
+              HAVING count(DISTINCT domain) >= {config.mixed_min_domains} {sampled}
+            )
             """
         )
     positions = f"SELECT *, window_of(i, n, {config.max_items}) AS w FROM ({' UNION ALL '.join(parts)})"
@@ -116,14 +118,20 @@ def build_sequences(
     rows = con.sql(
         f"""
         SELECT user_id, s.kind, s.domain, item_ids, timestamps, h.header || body AS text, split FROM (
-          SELECT user_id, kind, seq_domain AS domain, w,
-                 list(item_id ORDER BY i) AS item_ids,
-                 list(timestamp ORDER BY i) AS timestamps,
-                 string_agg(t.text, {separator} ORDER BY i) AS body,
+          SELECT user_id, kind, domain, w,
+                 list_transform(entries, lambda x: x.item_id) AS item_ids,
+                 list_transform(entries, lambda x: x.timestamp) AS timestamps,
+                 array_to_string(list_transform(entries, lambda x: x.text), {separator}) AS body,
                  {split_expr('user_id', config.valid_fraction)} AS split
-          FROM ({positions}) JOIN texts t USING (item_id)
-          GROUP BY user_id, kind, seq_domain, w
-          HAVING count(*) >= {config.min_items}
+          FROM (
+            -- a window's entries sorted by position i (first field; unique in a window): an ORDER BY
+            -- inside the aggregate costs several times more than sorting each short list after it
+            SELECT user_id, kind, seq_domain AS domain, w,
+                   list_sort(list({{'i': i, 'item_id': item_id, 'timestamp': timestamp, 'text': t.text}})) AS entries
+            FROM ({positions}) JOIN texts t USING (item_id)
+            GROUP BY user_id, kind, seq_domain, w
+            HAVING count(*) >= {config.min_items}
+          )
         ) s JOIN headers h ON h.kind = s.kind AND h.domain = s.domain
         ORDER BY user_id, s.kind, s.domain, w
         """
