@@ -39,7 +39,6 @@ from cprec.core.schemas import (
     ITEMS,
     ITEMS_FILE,
     RAW_EVENTS,
-    RAW_ITEMS,
     REJECTS_DIR,
     SEQUENCES_DIR,
     STATS_FILE,
@@ -264,12 +263,15 @@ class _Build:
             units = scan.number_lines(units, {u.name: n for u, n in zip(ranged, counts)})
         refs: dict[str, list] = {scan.EVENTS: [], scan.ITEMS: [], scan.CATALOG: []}
         for unit in sorted(units, key=lambda u: (u.purpose == scan.EVENTS, -u.size, u.name)):
-            refs[unit.purpose].append(self.task(scan.scan_unit).remote(unit, self.work, self.config.partitions))
+            ref = self.task(scan.scan_unit).remote(unit, self.work, self.config.partitions)
+            refs[unit.purpose].append(ref)
+            if unit.purpose == scan.EVENTS and scan.writes_items(unit):
+                refs[scan.ITEMS].append(ref)  # an Online Retail CSV is its own catalogue
         return refs
 
     def check_scanned(self, scans: dict[str, list]) -> None:
         """Records per file into the stats; a source without events or items is an error."""
-        self.scanned = _merged(_get([ref for refs in scans.values() for ref in refs]))
+        self.scanned = _merged(_get(list({ref: None for refs in scans.values() for ref in refs})))
         for purpose, what, where in ((scan.EVENTS, "event", self.sources), (scan.ITEMS, "item", self.sources)):
             if not storage.exists(storage.join(self.work, scan.OUTPUT_DIRS[purpose])):
                 raise CPRecError(f"the sources hold no {what} records: {', '.join(s.path for s in where)}")
@@ -452,9 +454,13 @@ def _domain_counts(con, sql: str, key: str) -> dict:
 def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa.Table, pa.Table]:
     """The item rows read into `raw_dir` (registered as 'raw'), deduped into a catalogue; their
     unparsed, duplicate and untitled rows are written to `dropped/<dropped_name>` for rejects/."""
-    raw = files.read_table(storage.join(work, raw_dir), scan.ITEM_ROWS_WITH_TEXT)
+    # every column but the descriptions, the largest, which no text or record uses
+    columns = [name for name in scan.ITEM_ROWS_WITH_TEXT.names if name != "description"]
+    raw = files.read_table(storage.join(work, raw_dir), scan.ITEM_ROWS_WITH_TEXT, columns)
     con.register("raw", raw)
-    ok = con.sql(f"SELECT {', '.join(RAW_ITEMS.names)}, text FROM raw WHERE status = 'ok'").to_arrow_table()
+    ok = con.sql(
+        f"SELECT {', '.join(n for n in columns if n not in ('status', 'reason', 'record'))} FROM raw WHERE status = 'ok'"
+    ).to_arrow_table()
     catalogue, dropped = cleaning.dedupe_items(ok, con)
     bad = con.sql(
         "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
@@ -684,10 +690,14 @@ def _tokens_task(
 ) -> dict:
     """The partition's documents (its users' sequences and its hash share of the catalogue), packed."""
     con = cleaning.connect(threads, memory)
-    seqs = files.read_table(storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"))
+    # documents are assembled from item ids; their texts (the largest column) are not read: the
+    # check and the fallback rebuild them from the item texts, as the catalogue documents are
+    seqs = files.read_table(
+        storage.join(out, SEQUENCES_DIR, f"part-{part:05d}.parquet"), columns=["kind", "domain", "item_ids", "split"]
+    )
     items = _text_items(work, out, with_catalogues)
     item_tokens = files.read_table(storage.join(work, "item_tokens"))
-    groups = [seqs.select(["kind", "domain", "item_ids", "split", "text"])]
+    groups = [seqs]
     if sequence_config.catalog:
         con.register("items", items)
         own = con.sql(
@@ -697,8 +707,6 @@ def _tokens_task(
     item_text: dict[str, str] = {}
 
     def texts_of(docs: pa.Table) -> list[str]:
-        if "text" in docs.column_names:
-            return docs["text"].to_pylist()
         if not item_text:
             item_text.update(zip(items["item_id"].to_pylist(), items["text"].to_pylist()))
         return [

@@ -30,13 +30,14 @@ def write_table(table: pa.Table, uri: str, row_group_rows: int = ROW_GROUP_ROWS)
     )
 
 
-def read_table(uri: str, schema: pa.Schema | None = None) -> pa.Table:
-    """A Parquet file or a directory of them; a missing directory is an empty table of `schema`."""
+def read_table(uri: str, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file or a directory of them (only `columns`, when given); a missing directory is an
+    empty table of `schema`."""
     if schema is not None and not storage.exists(uri):
-        return schema.empty_table()
+        return schema.empty_table() if columns is None else schema.empty_table().select(columns)
     fs, path = storage.filesystem(uri)
     dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema, exclude_invalid_files=False)
-    return dataset.to_table()
+    return dataset.to_table(columns=columns)
 
 
 def write_json(text: str, uri: str) -> None:

@@ -131,6 +131,11 @@ def _split(name: str, file: SourceFile, source: SourceConfig, purpose: str, head
     ]
 
 
+def writes_items(unit: ScanUnit) -> bool:
+    """Whether the unit writes catalogue rows of its event source (items_raw/)."""
+    return unit.purpose == ITEMS or (unit.purpose == EVENTS and unit.source.format == "online_retail")
+
+
 def number_lines(units: list[ScanUnit], counts: dict[str, int]) -> list[ScanUnit]:
     """Byte-range units with their first line numbers, from the line count of each range (`counts`)."""
     numbered, next_line = [], {}
