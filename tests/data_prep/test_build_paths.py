@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import untouched
 from amazon_fixture import write_world
 
 from cprec.core import raytools, storage
@@ -31,16 +32,8 @@ def config(out, *overrides: str, src: Path | None = None) -> BuildConfig:
     return load_config(BuildConfig, overrides=[f"out_dir={out}", *sources, "progress_bars=false", *overrides])
 
 
-def snapshot(root: Path) -> list:
-    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
-
-
 def refused(cfg: BuildConfig, root: Path, message: str) -> None:
-    before = snapshot(root)
-    with pytest.raises(CPRecError, match=message) as exc:
-        build(cfg)
-    assert "\n" not in str(exc.value)
-    assert snapshot(root) == before
+    untouched.refused(lambda: build(cfg), root, message)
 
 
 def test_out_dir_equal_to_inside_or_around_an_input_is_refused(tmp_path):
@@ -119,7 +112,7 @@ def test_synth_refuses_a_directory_that_is_no_earlier_world_before_generating(tm
     monkeypatch.setattr(synth, "generate", generate)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    before = snapshot(tmp_path)
+    before = untouched.snapshot(tmp_path)
     with pytest.raises(CPRecError, match="exists and is not a cprec output"):
         synth.synthesize(synth.SynthConfig(out_dir=str(tmp_path / "mine")))
-    assert snapshot(tmp_path) == before
+    assert untouched.snapshot(tmp_path) == before

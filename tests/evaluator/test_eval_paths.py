@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import untouched
 from eval_fixtures import catalogue, write_data_dir
 
 from cprec.core import raytools
@@ -29,16 +30,8 @@ def garden(root: Path) -> Path:
     return write_data_dir(root, "Garden", catalogue("Garden", 12), events)
 
 
-def snapshot(root: Path) -> list:
-    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
-
-
 def refused(config: EvalConfig, root: Path, message: str) -> None:
-    before = snapshot(root)
-    with pytest.raises(CPRecError, match=message) as exc:
-        evaluate(config)
-    assert "\n" not in str(exc.value)
-    assert snapshot(root) == before
+    untouched.refused(lambda: evaluate(config), root, message)
 
 
 def popularity(out: Path, **kwargs) -> EvalConfig:
