@@ -25,6 +25,7 @@ pass, so every line is counted once.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import queue
@@ -144,7 +145,7 @@ def number_lines(units: list[ScanUnit], counts: dict[str, int]) -> list[ScanUnit
             numbered.append(unit)
             continue
         first = next_line.get(unit.file.path, 1)
-        numbered.append(ScanUnit(**{**unit.__dict__, "first_line": first}))
+        numbered.append(dataclasses.replace(unit, first_line=first))
         next_line[unit.file.path] = first + counts[unit.name]
     return numbered
 
@@ -478,14 +479,22 @@ class _Rows:
                 self.add(line, None, "reject", str(rejected), text)
         return False
 
+    def non_utf8(self, line: int, raw: bytes) -> None:
+        self.add(line, None, "reject", "non_utf8", raw.removesuffix(b"\n").decode("utf-8", "backslashreplace"))
+
     def table(self) -> pa.Table:
         return pa.table(self.columns, schema=self.schema)
 
 
+def _as_parsed(text: str) -> str:
+    """A line as the parsers take it: no newline, no trailing carriage returns."""
+    return text.removesuffix("\n").rstrip("\r")
+
+
 def _text_of(raw: bytes) -> str | None:
-    """A line as the parsers take it (no newline, no trailing carriage returns), None if not UTF-8."""
+    """`_as_parsed` of a line's bytes, None if they are not UTF-8."""
     try:
-        return raw.decode("utf-8").removesuffix("\n").rstrip("\r")
+        return _as_parsed(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None
 
@@ -516,8 +525,7 @@ class _Output:
             "ELSE -1 END FROM rows"
         ).fetchnumpy()
         con.unregister("rows")
-        column = next(iter(part.values()))
-        column = np.asarray(column)
+        column = np.asarray(next(iter(part.values())))
         for p in np.unique(column):
             self._write(f"events/part={p}/{self.unit.name}.parquet", rows.filter(pa.array(column == p)))
 
@@ -533,7 +541,7 @@ class _Output:
 
 
 def scan_unit(unit: ScanUnit, work: str, partitions: int) -> dict:
-    """Reads one unit into the scratch layout; returns {"files": {path: {"records": n}}, "rows": ...}."""
+    """Reads one unit into the scratch layout; returns {"files": {path: {"records": n}}}."""
     con = duckdb.connect(config={"threads": 1, "preserve_insertion_order": True})
     output = _Output(work, unit, partitions)
     try:
@@ -576,9 +584,9 @@ def _scan_lines(unit: ScanUnit, output: _Output, con: duckdb.DuckDBPyConnection)
         else:
             others = lines
         for number, text in zip(others["line"].to_pylist(), others["raw"].to_pylist()):
-            slow.parse(number, text.removesuffix("\n").rstrip("\r"), parse)
+            slow.parse(number, _as_parsed(text), parse)
         for number, raw in invalid:
-            slow.add(number, None, "reject", "non_utf8", raw.removesuffix(b"\n").decode("utf-8", "backslashreplace"))
+            slow.non_utf8(number, raw)
         tables.append(slow.table())
         rows = pa.concat_tables(tables)
         records += rows.num_rows
@@ -594,9 +602,9 @@ def _with_outcome(fast: pa.Table, unit: ScanUnit, role: str) -> pa.Table:
     schema = EVENT_ROWS if role == "events" else ITEM_ROWS
     n = fast.num_rows
     constant = {
-        "domain": pa.repeat(unit.file.domain, n) if n else pa.array([], pa.string()),
-        "source_file": pa.repeat(unit.file.path, n) if n else pa.array([], pa.string()),
-        "status": pa.repeat("ok", n) if n else pa.array([], pa.string()),
+        "domain": pa.repeat(unit.file.domain, n),
+        "source_file": pa.repeat(unit.file.path, n),
+        "status": pa.repeat("ok", n),
         "reason": pa.nulls(n, pa.string()),
         "record": pa.nulls(n, pa.string()),
     }
@@ -658,7 +666,7 @@ def _scan_retail(unit: ScanUnit, output: _Output, con: duckdb.DuckDBPyConnection
             if text is not None:
                 items.parse(number, text, parse_item, quiet=True)
         elif text is None:
-            events.add(number, None, "reject", "non_utf8", raw.decode("utf-8", "backslashreplace"))
+            events.non_utf8(number, raw)
         else:
             events.parse(number, text, parse_event)
             if text.strip():
