@@ -10,4 +10,4 @@ python -m pip install -q --upgrade pip
 # torch first and pinned: this version is a CPU build; an unpinned torch pulls a multi-GB CUDA build.
 python -m pip install -q "torch==${CPREC_TORCH_VERSION:-2.13.0}"
 python -m pip install -q -e packages/core -e packages/data_prep -e packages/trainer -e packages/evaluator -e packages/pipeline \
-  "pytest>=8" "ruff>=0.6"
+  "pytest>=8" "ruff>=0.6" "moto[server]>=5"

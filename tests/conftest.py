@@ -23,3 +23,22 @@ def ray_local():
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server on 127.0.0.1 for the session, its AWS variables set in this process
+    (Ray workers started afterwards inherit them); tests create their own buckets (`s3.bucket`)."""
+    from objectstore import S3Server
+
+    with S3Server() as server:
+        saved = {key: os.environ.get(key) for key in server.env}
+        os.environ.update(server.env)
+        try:
+            yield server
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
