@@ -108,6 +108,24 @@ def list_files(uri: str, suffixes: tuple[str, ...] = ()) -> list[str]:
     return sorted(files)
 
 
+def content_digest(uris: Iterable[str]) -> str:
+    """A digest of the files at `uris` (files or directories, searched recursively): each file's URI,
+    size and modification time, so a changed, added or removed file changes it without reading data."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for uri in uris:
+        fs, path = filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise CPRecError(f"input path does not exist: {uri}")
+        infos = [info] if info.type == pafs.FileType.File else fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        for i in sorted(infos, key=lambda i: i.path):
+            if i.type == pafs.FileType.File:
+                digest.update(f"{uri}|{i.path}|{i.size}|{i.mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def require_complete(uri: str, what: str) -> None:
     """Fails with a clear message unless `uri` is a finished output of a cprec stage."""
     if not exists(uri):

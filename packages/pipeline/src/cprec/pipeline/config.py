@@ -29,6 +29,11 @@ class VariantConfig:
 @dataclass
 class RunConfig:
     out_dir: str = option("", help="root of all stage outputs; '' = runs/<preset>")
+    world: str = option(
+        "",
+        help="your own world.json (pre-training sources and downstream datasets, any supported format, local or "
+        "s3:// / gs://; docs/world.md); '' = generate the embedded default world from the `synth` section",
+    )
     until: str = option("report", help=f"last stage to run: {', '.join(STAGES)}")
     seed: int = option(0, help="seed of the world, every training run and the evaluation (a section's own seed wins)")
     synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world); see `cprec data synth --help`")
@@ -45,7 +50,10 @@ class RunConfig:
     eval: dict[str, Any] = option({}, help="EvalConfig options (methods are set by the recipe); see `cprec eval --help`")
     sft: dict[str, Any] = option({}, help="TrainConfig options of every downstream fine-tuning (SFT) run")
     sft_datasets: list[str] = option(
-        [], help="fine-tune (SFT methods) only on these downstream datasets; [] = all (smoke runs use one)"
+        [], help="fine-tune (SFT methods) only on these downstream datasets of the world; [] = all"
+    )
+    sft_limit: int = option(
+        0, help="with sft_datasets=[]: fine-tune only on the world's first N downstream datasets; 0 = all (smoke: 1)"
     )
 
     def validate(self) -> None:
@@ -54,6 +62,8 @@ class RunConfig:
         names = [v.name for v in self.variants]
         if any(not n for n in names) or len(set(names)) != len(names):
             raise CPRecError(f"every variant needs a unique name, got {names}")
+        if self.sft_limit < 0:
+            raise CPRecError(f"sft_limit must be >= 0, got {self.sft_limit}")
         for variant in self.variants:
             if variant.data not in ("main", "control"):
                 raise CPRecError(f"variant {variant.name!r}: data must be main or control, got {variant.data!r}")

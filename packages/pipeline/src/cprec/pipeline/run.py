@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from cprec.core import storage
 from cprec.core.config import layered, load_config
+from cprec.core.errors import CPRecError
 from cprec.pipeline.config import STAGES, RunConfig
-from cprec.pipeline.stages import StageRunner
+from cprec.pipeline.stages import PLACEHOLDER, StageRunner
 
 if TYPE_CHECKING:
     from cprec.evaluator.config import EvalConfig
@@ -34,13 +35,22 @@ def run(config: RunConfig, preset: str) -> str:
 
     config.validate()
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
-    runner = StageRunner(root)
-
     seeded = {"seed": config.seed}
-    world = runner.run(
-        "world", lambda out: load_config(SynthConfig, base=layered(seeded, config.synth, {"out_dir": out})), synthesize
-    )
-    world_json = storage.join(world.path, "world.json")
+    if config.world:
+        # The user's own world: checked whole before anything runs, and its files' sizes and times
+        # are part of every stage's digest, so an edited log is never answered from an old stage.
+        world_json = storage.absolute(config.world)
+        downstream = check_plan(config, world_json)
+        runner = StageRunner(root, inputs=world_fingerprint(world_json))
+    else:
+        runner = StageRunner(root)
+        world = runner.run(
+            "world",
+            lambda out: load_config(SynthConfig, base=layered(seeded, config.synth, {"out_dir": out})),
+            synthesize,
+        )
+        world_json = storage.join(world.path, "world.json")
+        downstream = check_plan(config, world_json) if _upto(config, "data") else []
     if not _upto(config, "data"):
         return _finish(runner, root, preset, config)
 
@@ -72,7 +82,7 @@ def run(config: RunConfig, preset: str) -> str:
     if not _upto(config, "eval"):
         return _finish(runner, root, preset, config)
 
-    eval_dir = _evaluate(runner, config, world_json, base_model, models)
+    eval_dir = _evaluate(runner, config, world_json, eval_methods(config, base_model, models, downstream))
     if _upto(config, "report"):
         from cprec.pipeline.report import write_run_report
 
@@ -99,16 +109,26 @@ def _training_dirs(runner: StageRunner) -> dict[str, str]:
     }
 
 
-def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, base_model: str, models: dict) -> str:
+def _evaluate(runner: StageRunner, config: RunConfig, world_json: str, methods: list[dict]) -> str:
     from cprec.evaluator.evaluate import evaluate
 
-    methods = eval_methods(config, base_model, models)
     return runner.run("eval", lambda out: eval_config(config, world_json, methods, out), evaluate).path
 
 
-def eval_methods(config: RunConfig, base_model: str, models: dict[str, str]) -> list[dict]:
-    """The recipe's methods: the baselines, then each model zero-shot (and fine-tuned where asked)."""
-    sft_only = {"datasets": list(config.sft_datasets)} if config.sft_datasets else {}
+def sft_datasets(config: RunConfig, downstream: list[str]) -> list[str]:
+    """The downstream datasets the SFT methods fine-tune on; [] = all."""
+    if config.sft_datasets:
+        return list(config.sft_datasets)
+    if config.sft_limit and config.sft_limit < len(downstream):
+        return downstream[: config.sft_limit]
+    return []
+
+
+def eval_methods(config: RunConfig, base_model: str, models: dict[str, str], downstream: list[str]) -> list[dict]:
+    """The recipe's methods: the baselines, then each model zero-shot (and fine-tuned where asked);
+    `downstream`: the world's downstream dataset names, in order."""
+    chosen = sft_datasets(config, downstream)
+    sft_only = {"datasets": chosen} if chosen else {}
     methods: list[dict] = [
         {"kind": "popularity", "name": "Popularity"},
         {"kind": "content", "name": "Content (TF-IDF)"},
@@ -134,6 +154,57 @@ def eval_config(config: RunConfig, world_json: str, methods: list[dict], out_dir
     seeded = {"seed": config.seed}
     fixed = {"world": world_json, "methods": methods, "sft": {"train": layered(seeded, config.train, config.sft)}}
     return load_config(EvalConfig, base=layered(seeded, config.eval, fixed, {"out_dir": out_dir}))
+
+
+def check_plan(config: RunConfig, world_json: str) -> list[str]:
+    """Every stage's config checked against the world before any stage runs: unknown dataset names,
+    an empty downstream list, a missing source file or a bad option fail at second zero, not after
+    the training. Returns the world's downstream dataset names, in order."""
+    from cprec.data_prep import scan
+    from cprec.data_prep.build import BuildConfig, resolve_sources
+    from cprec.evaluator.datasets import dataset_specs
+    from cprec.trainer.config import TrainConfig
+
+    control = any(v.data == "control" for v in config.variants)
+    for section in [config.data, *([layered(config.data, config.control)] if control else [])]:
+        build_config = load_config(BuildConfig, base=layered(section, {"world": world_json, "out_dir": PLACEHOLDER}))
+        build_config.validate()
+        scan.plan(*resolve_sources(build_config))  # files found, layouts and headers read
+    eval_check = eval_config(config, world_json, [{"kind": "popularity"}], PLACEHOLDER)
+    eval_check.validate()
+    downstream = [spec.name for spec in dataset_specs(eval_check)]
+    unknown = sorted(set(config.sft_datasets) - set(downstream))
+    if unknown:
+        raise CPRecError(
+            f"sft_datasets names {unknown}, which world {world_json} does not list "
+            f"(its downstream datasets: {', '.join(downstream)})"
+        )
+    eval_config(config, world_json, eval_methods(config, PLACEHOLDER, _every_model(config), downstream), PLACEHOLDER)
+    train = layered({"seed": config.seed}, config.train)
+    fixed = {"data_dir": PLACEHOLDER, "output_dir": PLACEHOLDER}
+    sections = {"base": layered(train, config.base), "cpt": layered(train, config.cpt), "sft": layered(train, config.sft)}
+    sections.update({v.name: layered(train, config.cpt, v.train) for v in config.variants})
+    for name, section in sections.items():
+        try:
+            load_config(TrainConfig, base=layered(section, fixed)).validate()
+        except CPRecError as exc:
+            raise CPRecError(f"{name} training: {exc}") from exc
+    return downstream
+
+
+def _every_model(config: RunConfig) -> dict[str, str]:
+    return {name: PLACEHOLDER for name in [CPREC_NAME, *(v.name for v in config.variants)]}
+
+
+def world_fingerprint(world_json: str) -> str:
+    """A digest of the world file's bytes and of every source file's path, size and modification time."""
+    from cprec.core.world import load_world, world_source
+
+    world = load_world(world_json)
+    entries = [("pretrain", i, e) for i, e in enumerate(world.get("pretrain") or [])]
+    entries += [("downstream", i, (e or {}).get("source")) for i, e in enumerate(world.get("downstream") or [])]
+    paths = [world_source(world_json, entry, f"{section}[{i}]").get("path", "") for section, i, entry in entries]
+    return storage.content_digest([world_json, *(p for p in paths if p)])
 
 
 def _finish(runner: StageRunner, root: str, preset: str, config: RunConfig) -> str:

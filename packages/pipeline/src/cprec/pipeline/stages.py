@@ -33,13 +33,18 @@ class StageResult:
 
 
 class StageRunner:
-    def __init__(self, root: str):
+    """`inputs`: a digest of inputs no stage config names by content (a user's own world files);
+    it joins every stage's digest."""
+
+    def __init__(self, root: str, inputs: str = ""):
         self.root = root.rstrip("/")
+        self.inputs = inputs
         self.results: list[StageResult] = []
 
     def path_for(self, name: str, config: Any) -> tuple[str, str]:
         storage.safe_name(name, "stage name")
-        digest = config_digest(name, self._relative(to_dict(config)))
+        parts = [name, self._relative(to_dict(config))] + ([self.inputs] if self.inputs else [])
+        digest = config_digest(*parts)
         return storage.join(self.root, f"{name}-{digest}"), digest
 
     def _relative(self, value: Any) -> Any:
