@@ -39,7 +39,7 @@ def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run)
     assert "## Does continual pre-training help?" in report
     assert report.count("| CPT helps zero-shot |") == 5
     assert "| ablation: Format control |" in report and "| ablation: CPT domain-only |" in report
-    # claim 3 after fine-tuning as well (the smoke preset fine-tunes on Online Retail only)
+    # claim 3 after fine-tuning as well (the smoke preset fine-tunes on the first downstream dataset only)
     assert report.count("| ablation after SFT: CPT domain-only |") == 1
     assert re.search(r"\(p=[0-9.e-]+\)", report)
     assert "- **CPT helps zero-shot**: CPRec ahead on" in report
