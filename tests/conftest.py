@@ -14,8 +14,10 @@ os.environ.pop("RAY_ADDRESS", None)
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray instance for the whole test session (starting Ray costs seconds)."""
+def ray_local(s3):
+    """One local Ray instance for the whole test session (starting Ray costs seconds). After `s3`:
+    Ray's workers inherit the environment at start, and a test that reads object storage in a
+    worker may run after others started Ray."""
     import ray
 
     from cprec.core.raytools import init_ray
@@ -26,14 +28,16 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def s3():
+def s3(tmp_path_factory):
     """An S3-compatible server on 127.0.0.1 for the session, its AWS variables set in this process
-    (Ray workers started afterwards inherit them); tests create their own buckets (`s3.bucket`)."""
+    (Ray workers started afterwards inherit them); tests create their own buckets (`s3.bucket`).
+    Models read from it are cached in the session's temporary directory, not ~/.cache."""
     from objectstore import S3Server
 
     with S3Server() as server:
-        saved = {key: os.environ.get(key) for key in server.env}
-        os.environ.update(server.env)
+        env = {**server.env, "CPREC_CACHE_DIR": str(tmp_path_factory.mktemp("cprec-cache"))}
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
         try:
             yield server
         finally:

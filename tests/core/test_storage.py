@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
@@ -201,3 +202,62 @@ def test_safe_names(tmp_path):
         with pytest.raises(CPRecError, match="dataset name .* is not a safe name") as exc:
             storage.safe_name(name, "dataset name")
         assert "\n" not in str(exc.value)
+
+
+@pytest.fixture
+def cached(s3, tmp_path, monkeypatch):
+    """A model-like directory on S3 (s3://cache/<test>/model), the cache in tmp_path, downloads counted."""
+    monkeypatch.setenv(storage.CACHE_ENV, str(tmp_path / "cache"))
+    uri = f"{s3.bucket('cache')}/{tmp_path.name}/model"
+    put(uri, {"config.json": "{}", "sub/tokenizer.json": "tokens"})
+    downloads = []
+    copy_files = pafs.copy_files
+    monkeypatch.setattr(pafs, "copy_files", lambda *a, **k: downloads.append(a[0]) or copy_files(*a, **k))
+    return uri, downloads
+
+
+def put(uri, files):
+    fs, path = storage.filesystem(uri)
+    for name, text in files.items():
+        with fs.open_output_stream(f"{path}/{name}") as stream:
+            stream.write(text.encode())
+
+
+def test_a_remote_directory_is_downloaded_once_per_content(cached, tmp_path):
+    uri, downloads = cached
+    local = Path(storage.local_copy(uri))
+    assert local.parent == tmp_path / "cache" and len(downloads) == 1
+    assert (local / "config.json").read_text() == "{}" and (local / "sub" / "tokenizer.json").read_text() == "tokens"
+    assert storage.local_copy(uri + "/") == str(local) and len(downloads) == 1  # the same files: no download
+    put(uri, {"config.json": '{"changed": 1}'})
+    fresh = Path(storage.local_copy(uri))
+    assert fresh != local and (fresh / "config.json").read_text() == '{"changed": 1}' and len(downloads) == 2
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([local.name, fresh.name])
+
+
+def test_tasks_asking_at_once_all_get_one_whole_copy(cached, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri, _ = cached
+    with ThreadPoolExecutor(4) as pool:
+        copies = set(pool.map(lambda _: storage.local_copy(uri), range(4)))
+    assert len(copies) == 1 and (Path(copies.pop()) / "sub" / "tokenizer.json").read_text() == "tokens"
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # no staging left behind
+
+
+def test_a_missing_or_unfinished_remote_model_is_a_one_line_error(cached, tmp_path):
+    uri, downloads = cached
+    with pytest.raises(CPRecError, match=f"^model not found at {uri}-missing$"):
+        storage.local_copy(uri + "-missing")
+    with pytest.raises(CPRecError, match="^tokenizer at .* is a file; give its directory$"):
+        storage.local_copy(uri + "/config.json", "tokenizer")
+    put(uri, {storage.OWNER_FILE: "{}"})
+    with pytest.raises(CPRecError, match="is an unfinished cprec output"):
+        storage.local_copy(uri)
+    assert downloads == [] and not (tmp_path / "cache").exists()
+
+
+def test_local_paths_and_hub_ids_pass_through(tmp_path):
+    for given in (str(tmp_path), "./missing/model", "Qwen/Qwen2.5-0.5B"):
+        assert storage.local_copy(given) == given  # as given: transformers tells a hub id from a path
+    assert storage.local_copy(f"file://{tmp_path}") == str(tmp_path)

@@ -97,3 +97,24 @@ def test_a_dead_scoring_actor_is_replaced_and_its_call_redone(tiny_lm, ray_local
             remote.score(prompts)
     finally:
         remote.close()
+
+
+def test_a_model_on_object_storage_scores_as_its_local_copy(tiny_lm, s3, ray_local, tmp_path):
+    import pyarrow.fs as pafs
+
+    from cprec.core import storage
+
+    uri = f"{s3.bucket('eval')}/{tmp_path.name}/model"
+    fs, path = storage.filesystem(uri)
+    pafs.copy_files(str(tiny_lm), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    prompts = [history_prompt("Garden", TEXTS[i : i + 3]) for i in range(2)]
+    local = ScoringPool(str(tiny_lm), LLMConfig(num_actors=0))
+    local.set_catalogue(TEXTS)
+    remote = ScoringPool(uri, LLMConfig(num_actors=1, cpus_per_actor=0.5))  # its actor reads the model too
+    try:
+        remote.set_catalogue(TEXTS)
+        np.testing.assert_allclose(remote.score(prompts), local.score(prompts), atol=1e-4)
+    finally:
+        remote.close()
+    with pytest.raises(CPRecError, match=f"^model not found at {uri}-missing$"):
+        load_tokenizer(uri + "-missing")

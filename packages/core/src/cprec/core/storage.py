@@ -8,6 +8,10 @@ Nothing is lost: an output only ever replaces nothing, an empty directory or a c
 output of the same stage (its `_SUCCESS` names the stage); an output never overlaps an input
 (`check_disjoint`); a name from a config or a data file becomes a path component only through
 `safe_name`.
+
+Models and tokenizers are read by libraries that only open local files (transformers): `local_copy`
+downloads a remote directory once per node into a cache keyed by its URI and its files' sizes and
+modification times, so a rewritten object gets a fresh copy.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ OWNER_FILE = ".cprec-owner.json"  # in a staging directory: which process writes
 # this long: longer than any build, so a run on another host sharing the disk keeps its staging.
 STALE_AFTER_S = 24 * 3600
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+CACHE_ENV = "CPREC_CACHE_DIR"  # the node-local cache of `local_copy`; default ~/.cache/cprec
 
 
 def is_local(uri: str) -> bool:
@@ -124,6 +129,46 @@ def content_digest(uris: Iterable[str]) -> str:
             if i.type == pafs.FileType.File:
                 digest.update(f"{uri}|{i.path}|{i.size}|{i.mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def local_copy(uri: str, what: str = "model") -> str:
+    """A local directory with what is at `uri`: a local path (or a hub id) as given, less `file://`; a
+    remote directory downloaded into this node's cache (`CPREC_CACHE_DIR`) unless a copy of the same
+    files is there.
+
+    The copy is written aside and renamed into place, so Ray tasks on one node that ask at once
+    all get the one whole copy that finished first."""
+    if is_local(uri):
+        return str(uri).removeprefix("file://")
+    fs, path = filesystem(uri)
+    kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.NotFound:
+        raise CPRecError(f"{what} not found at {uri}")
+    if kind == pafs.FileType.File:
+        raise CPRecError(f"{what} at {uri} is a file; give its directory")
+    if exists(join(uri, OWNER_FILE)):
+        raise CPRecError(f"{what} at {uri} is an unfinished cprec output; wait for its stage or re-run it")
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cprec").expanduser().absolute()
+    final = root / content_digest([str(uri).rstrip("/")])
+    if final.is_dir():
+        return str(final)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final)
+    staging = root / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        _write_owner(staging / OWNER_FILE, "cache")
+        pafs.copy_files(path, str(staging), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        (staging / OWNER_FILE).unlink()
+        try:
+            staging.rename(final)
+        except OSError:  # fine when another task renamed its copy into place first
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("copied %s to %s", uri, final)
+    return str(final)
 
 
 def require_complete(uri: str, what: str) -> None:

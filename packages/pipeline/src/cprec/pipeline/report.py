@@ -8,8 +8,8 @@ dataset, and the pre-training curves (LR schedule and losses of every training r
 from __future__ import annotations
 
 import datetime
+import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -130,9 +130,9 @@ def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, trai
 def _training_section(root: str, training_dirs: dict[str, str]) -> list[str]:
     curves = {name: _read_metrics(path) for name, path in training_dirs.items()}
     curves = {name: records for name, records in curves.items() if records}
-    if not curves or not storage.is_local(root):
+    if not curves:
         return []
-    _plot_curves(curves, Path(storage.local_path(root)))
+    _plot_curves(curves, root)
     lines = [
         "## Pre-training",
         "",
@@ -166,7 +166,7 @@ def _read_metrics(stage_dir: str) -> list[dict]:
         return [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
 
 
-def _plot_curves(curves: dict[str, list[dict]], out: Path) -> None:
+def _plot_curves(curves: dict[str, list[dict]], root: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,8 +178,7 @@ def _plot_curves(curves: dict[str, list[dict]], out: Path) -> None:
     ax.set(xlabel="step", ylabel="learning rate", title="Learning-rate schedules")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "lr_schedules.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, storage.join(root, "lr_schedules.png"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for index, (name, records) in enumerate(curves.items()):
@@ -191,5 +190,14 @@ def _plot_curves(curves: dict[str, list[dict]], out: Path) -> None:
     ax.set(xlabel="step", ylabel="loss", title="Training and validation loss")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=120)
+    _save(plt, fig, storage.join(root, "loss_curves.png"))
+
+
+def _save(plt, fig, uri: str) -> None:
+    """The figure as a PNG at `uri`, local or on object storage."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    fs, path = storage.filesystem(uri)
+    with fs.open_output_stream(path) as stream:
+        stream.write(buffer.getvalue())

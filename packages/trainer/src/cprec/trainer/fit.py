@@ -57,6 +57,8 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
     config = with_absolute_paths(config)
     # the run writes into output_dir and replaces output_dir/model: never over or inside what it reads
     model = config.model if not storage.is_local(config.model) or storage.local_path(config.model).exists() else ""
+    if model and not storage.is_local(model) and not storage.exists(model):
+        raise CPRecError(f"model not found at {model}")  # here, not in every worker
     storage.check_disjoint(config.output_dir, [config.data_dir, model], "output_dir")
     plan = make_plan(config)
     init_ray()
@@ -107,12 +109,9 @@ def fit(config: TrainConfig, callbacks: list | None = None) -> TrainResult:
         _publish(export, model_dir)
     metrics_file = storage.join(config.output_dir, "metrics.jsonl")
     metrics = _summary(metrics_file)
-    if storage.is_local(config.output_dir):
-        from cprec.trainer.plots import plot_loss
+    from cprec.trainer.plots import plot_loss
 
-        plot_loss(
-            storage.local_path(metrics_file), storage.local_path(storage.join(config.output_dir, "loss.png"))
-        )
+    plot_loss(metrics_file, storage.join(config.output_dir, "loss.png"))
     return TrainResult(model_dir=model_dir, metrics=metrics, metrics_file=metrics_file)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+from cprec.core import storage
 from cprec.trainer.config import PHASES, ScheduleConfig
 from cprec.trainer.schedule import lr_factors, phase_steps
 
@@ -57,17 +59,15 @@ def plot_schedule(config: ScheduleConfig, total: int, out: str | Path) -> Path:
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("step")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, str(out))
 
 
-def plot_loss(metrics_file: str | Path, out: str | Path) -> Path:
-    """Training loss per step and validation loss where measured, from metrics.jsonl."""
+def plot_loss(metrics_file: str | Path, out: str | Path) -> str:
+    """Training loss per step and validation loss where measured, from metrics.jsonl (local or remote)."""
     plt = _pyplot()
-    records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
+    fs, path = storage.filesystem(str(metrics_file))
+    with fs.open_input_stream(path) as stream:
+        records = [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
     fig, axis = plt.subplots(figsize=(7, 4))
     axis.plot([r["step"] for r in records], [r["loss"] for r in records], label="train loss", lw=1)
     valid = [r for r in records if r.get("val_loss") is not None]
@@ -77,7 +77,16 @@ def plot_loss(metrics_file: str | Path, out: str | Path) -> Path:
     axis.set_ylabel("loss (nats/token)")
     axis.legend()
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
+    return _save(plt, fig, str(out))
+
+
+def _save(plt, fig, uri: str) -> str:
+    """The figure as a PNG at `uri`, local or on object storage."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return out
+    fs, path = storage.filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(buffer.getvalue())
+    return uri

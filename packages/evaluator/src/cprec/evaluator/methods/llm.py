@@ -42,9 +42,10 @@ def load_tokenizer(model_path: str):
         and not _hub_id(model_path)
     ):
         raise CPRecError(f"model path does not exist: {model_path}")
+    source = storage.local_copy(model_path)
     try:
-        config = AutoConfig.from_pretrained(model_path)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        config = AutoConfig.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise CPRecError(
             f"cannot load a causal LM and tokenizer from {model_path}: {exc}".splitlines()[0]
@@ -97,9 +98,9 @@ class PrefixScorer:
         dtype = options.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(
-            self.device
-        )
+        self.model = AutoModelForCausalLM.from_pretrained(
+            storage.local_copy(model_path), dtype=getattr(torch, dtype)
+        ).to(self.device)
         self.model.eval()
         self.pad_id = (
             self.tokenizer.pad_token_id
