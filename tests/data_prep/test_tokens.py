@@ -114,3 +114,25 @@ def test_write_token_dir_is_loadable(tmp_path, tokenizer):
     loaded = AutoTokenizer.from_pretrained(str(tmp_path / "sft" / "tokenizer"))
     assert loaded.eos_token == tokens.EOS_TOKEN and loaded.pad_token == tokens.PAD_TOKEN
     assert pa.parquet.read_table(tmp_path / "sft/tokens/train/domain/part-00000.parquet").equals(table)
+
+
+def test_the_built_in_tokenizer_has_no_token_across_the_separator_even_trained_on_whole_documents():
+    # Qwen2's pre-tokenizer keeps "Books:\n" together: a merge learnt from it would break assembly
+    items = [template.item_text("Books", f"Atlas {n} (2nd ed.)!", "Acme", "Maps:") for n in range(40)]
+    rows = [("domain", "Books", [f"i{n}", f"i{n + 1}", f"i{n + 2}"]) for n in range(0, 36, 3)]
+    texts = [template.document(k, d, [items[int(i[1:])] for i in ids]) for k, d, ids in rows]
+    spec = tokens.TokenizerSpec.of(tokens.train_tokenizer(texts * 5, vocab_size=400))
+    item_tokens = tokens.item_token_table(pa.table({"item_id": [f"i{n}" for n in range(40)], "text": items}), spec)
+    headers = tokens.header_token_ids(spec, [("domain", "Books")])
+    values, offsets = tokens.assemble_documents(docs_table(rows), item_tokens, spec, headers)
+    assert tokens.documents_agree(values, offsets, texts, spec)
+
+
+def test_a_tokenizer_on_object_storage_loads(s3, tmp_path, tokenizer):
+    from cprec.core.errors import CPRecError
+
+    uri = f"{s3.bucket('tokens')}/{tmp_path.name}/tokenizer"  # tokens.tokenizer=s3://...
+    tokens.save_tokenizer(tokenizer, uri)
+    assert tokens.load_tokenizer(uri).get_vocab() == tokenizer.get_vocab()
+    with pytest.raises(CPRecError, match=f"^tokenizer not found at {uri}-missing$"):
+        tokens.load_tokenizer(uri + "-missing")

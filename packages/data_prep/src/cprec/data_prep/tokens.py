@@ -2,9 +2,9 @@
 
 Item texts repeat across millions of events, so each distinct item is tokenized once (as its
 `template.continuation`) and a document's ids are assembled from the header's ids, its items' ids
-and EOS. That equals tokenizing the whole document whenever the tokenizer's pre-tokenizer splits
-at the item separator; `documents_agree` checks it and the build falls back to whole-document
-tokenization where it does not.
+and EOS. That equals tokenizing the whole document whenever no token spans the item separator
+(no merge of the built-in tokenizer holds it); `documents_agree` checks it and the build falls back
+to whole-document tokenization where it does not.
 """
 
 from __future__ import annotations
@@ -30,31 +30,41 @@ ITEM_TOKENS = pa.schema([("item_id", pa.string()), ("ids", pa.list_(pa.int32()))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE trained on `texts`, as a transformers PreTrainedTokenizerFast with EOS and pad."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A byte-level BPE trained on `texts`, as a transformers Qwen2Tokenizer with EOS and pad.
 
+    transformers 5 loads the tokenizer of every `qwen2` checkpoint as Qwen2Tokenizer, which rebuilds its
+    own normalizer and pre-tokenizer around the saved vocabulary and ignores tokenizer.json's. Trained with
+    exactly that pipeline, the tokenizer gives the training ids after any `AutoTokenizer.from_pretrained`:
+    of the data build's directory, of a qwen2 export or of a llama one.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    pipeline = Qwen2Tokenizer().backend_tokenizer
     backend = Tokenizer(models.BPE())
-    # The GPT-2 byte-level regex makes every newline its own pre-token, so per-item ids concatenate
-    # to exactly the ids of the whole document.
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
+    backend.normalizer, backend.pre_tokenizer = pipeline.normalizer, pipeline.pre_tokenizer
+    backend.decoder = pipeline.decoder
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=[EOS_TOKEN, PAD_TOKEN],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
+    # Qwen2's pre-tokenizer keeps punctuation and the newline after it together ("Books:\n"); learnt
+    # from the text between separators, no merge holds the newline, so per-item ids still concatenate
+    # to exactly the ids of the whole document.
+    backend.train_from_iterator((piece for text in texts for piece in text.split(template.ITEM_SEPARATOR)), trainer)
+    return Qwen2Tokenizer(tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
 
 
 def load_tokenizer(name: str):
-    """A Hugging Face fast tokenizer from a path or hub id; pad falls back to EOS when it has none."""
+    """A Hugging Face fast tokenizer from a path, an object-store directory or a hub id; pad falls back
+    to EOS when it has none."""
     from transformers import AutoTokenizer
 
+    source = storage.local_copy(name, "tokenizer")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # transformers raises OSError, ValueError, ... for a bad path or id
         raise CPRecError(f"cannot load tokenizer {name!r}: {exc}".splitlines()[0]) from exc
     if not getattr(tokenizer, "is_fast", False):

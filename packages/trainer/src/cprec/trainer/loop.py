@@ -392,6 +392,8 @@ def _save(
     the end, the HF export. Ray registers it only once every worker uploaded: never a partial one."""
     import ray.train
 
+    from cprec.trainer.model import export_model
+
     with tempfile.TemporaryDirectory(prefix="cprec-ckpt-") as directory:
         engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state={"step": step})
         if final:
@@ -399,10 +401,7 @@ def _save(
             if config.deepspeed.zero_stage == 3:
                 state = engine._zero3_consolidated_16bit_state_dict()  # collective: every rank calls it
             if rank == 0:
-                export = Path(directory) / EXPORT_DIR
-                model.save_pretrained(str(export), state_dict=state)
-                model.generation_config.save_pretrained(str(export))
-                tokenizer.save_pretrained(str(export))
+                export_model(model, tokenizer, str(Path(directory) / EXPORT_DIR), state)
         if rank == 0:
             (Path(directory) / PROGRESS_FILE).write_text(
                 json.dumps({"step": step, "tokens_seen": record["tokens_seen"]})

@@ -4,34 +4,31 @@ always with the tokenizer of the data build."""
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from cprec.core import storage
+from cprec.core import storage, template
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKENIZER_DIR
 from cprec.trainer.config import TinyModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+# digits, punctuation before the separator and non-ASCII: where tokenizer pipelines differ
+PROBE = template.document(
+    "domain", "Garden", [template.item_text("Garden", "Hose 15.5 m (2-pack) — Größe 42, 東京 #3!", "Acme")]
+)
 
 
 def load_tokenizer(data_dir: str) -> PreTrainedTokenizerBase:
-    """The tokenizer the data was built with (copied from object storage first when remote)."""
+    """The tokenizer the data was built with (from this node's cache when remote)."""
     uri = storage.join(data_dir, TOKENIZER_DIR)
     if not storage.exists(uri):
         raise CPRecError(f"no tokenizer in the data build at {uri}")
-    local = storage.local_path(uri)
-    if not storage.is_local(uri):
-        import pyarrow.fs as pafs
-
-        local = Path(tempfile.mkdtemp(prefix="cprec-tokenizer-"))
-        fs, path = storage.filesystem(uri)
-        pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    tokenizer = AutoTokenizer.from_pretrained(str(local))
+    tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(uri, "tokenizer"))
     if tokenizer.eos_token_id is None:
         raise CPRecError(f"the tokenizer at {uri} has no eos token; documents must end with one")
     if tokenizer.pad_token_id is None:
@@ -73,7 +70,7 @@ def load_model(
         check_tokenizer_matches(config.model, tokenizer, config.allow_tokenizer_mismatch)
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                config.model, dtype=dtype, attn_implementation=config.attn_implementation
+                storage.local_copy(config.model), dtype=dtype, attn_implementation=config.attn_implementation
             )
         except OSError as exc:
             raise CPRecError(f"cannot load model {config.model!r}: {str(exc).splitlines()[0]}") from exc
@@ -92,7 +89,41 @@ def load_model(
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
+    check_export_tokenizer(model, tokenizer)
     return model
+
+
+def check_export_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuses, before any training, a model whose export would reload the tokenizer with other ids:
+    transformers 5 picks the tokenizer class by the model type (every `qwen2` checkpoint loads as
+    Qwen2Tokenizer, which rebuilds Qwen2's pre-tokenizer whatever tokenizer.json says)."""
+    with tempfile.TemporaryDirectory(prefix="cprec-export-check-") as directory:
+        model.config.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        reloaded = AutoTokenizer.from_pretrained(directory)
+    if reloaded(PROBE)["input_ids"] != tokenizer(PROBE)["input_ids"]:
+        raise CPRecError(
+            f"train: the export of this {model.config.model_type} model would reload the data's "
+            f"{type(tokenizer).__name__} as {type(reloaded).__name__}, which tokenizes differently; rebuild the "
+            "data with this version's tokenizer or train a model of the tokenizer's own family"
+        )
+
+
+def export_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: str, state_dict: dict | None = None
+) -> None:
+    """The Hugging Face export (weights, config, generation config, tokenizer) with the KV cache on, so a
+    plain generate() uses it; the model itself keeps it off for packed training."""
+    configs = (model.config, model.generation_config)
+    cached = [c.use_cache for c in configs]
+    for c in configs:
+        c.use_cache = True
+    try:
+        model.save_pretrained(directory, state_dict=state_dict)
+    finally:
+        for c, value in zip(configs, cached):
+            c.use_cache = value
+    tokenizer.save_pretrained(directory)
 
 
 def apply_liger_kernels(model: PreTrainedModel, device: torch.device) -> None:
@@ -130,10 +161,10 @@ def compile_layers(model: PreTrainedModel) -> None:
 
 def check_tokenizer_matches(model: str, tokenizer: PreTrainedTokenizerBase, allow: bool) -> None:
     """A model trained with another vocabulary would see unrelated embeddings: say so loudly."""
-    local = Path(model)
-    ships_tokenizer = not local.is_dir() or any((local / name).exists() for name in TOKENIZER_FILES)
+    local = storage.local_copy(model)
+    ships_tokenizer = not os.path.isdir(local) or any(os.path.exists(os.path.join(local, n)) for n in TOKENIZER_FILES)
     try:
-        own = AutoTokenizer.from_pretrained(model) if ships_tokenizer else None
+        own = AutoTokenizer.from_pretrained(local) if ships_tokenizer else None
     except (OSError, ValueError):
         own = None
     if own is None:
