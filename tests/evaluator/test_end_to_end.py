@@ -68,11 +68,12 @@ def eval_config(tmp_path, world, model, **extra) -> dict:
     }
 
 
-def test_cprec_eval_end_to_end_over_five_datasets(tmp_path, world, ray_local):
+def test_cprec_eval_end_to_end_over_five_datasets(tmp_path, world, ray_local, capsys):
     model = tiny_model(tmp_path / "lm", ["History in Garden:\n[Garden] red lamp | brand: x"] * 5)
     config_file = tmp_path / "eval.yaml"
     config_file.write_text(yaml.safe_dump(eval_config(tmp_path, world, model)))
     assert main(["eval", "--config", str(config_file)]) == 0
+    printed = capsys.readouterr().out
 
     out = tmp_path / "eval"
     results = json.loads((out / "results.json").read_text())
@@ -91,6 +92,9 @@ def test_cprec_eval_end_to_end_over_five_datasets(tmp_path, world, ray_local):
             for split in ("valid", "test"):
                 assert 0 <= method[split]["ndcg@10"] <= method[split]["hr@10"] <= method[split]["hr@20"] <= 1
         assert dataset["methods"]["zero-shot"]["variant"] in ("sum", "mean", "pmi")
+        # a progress line per method, before the summary printed at the end
+        for label in dataset["methods"]:
+            assert printed.index(f"[cprec eval] {name} / {label}: done in ") < printed.index(f"{name}: best test")
         assert (out / "datasets" / name / "stats.json").exists() and (
             out / "per_user" / f"{name}.parquet"
         ).exists()

@@ -39,7 +39,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
 
 
 def test_baselines_run_and_the_module_entry_point(tmp_path):
-    methods = {"methods": [{"kind": "popularity"}, {"kind": "content"}]}
+    # in this process: a Ray of its own would cost the subprocess more than the whole evaluation
+    methods = {"methods": [{"kind": "popularity"}, {"kind": "content"}], "baseline_cpus": 0}
     result = subprocess.run(
         [sys.executable, "-m", "cprec.evaluator", "run", "--config", str(config_file(tmp_path, **methods))],
         capture_output=True,
@@ -48,11 +49,12 @@ def test_baselines_run_and_the_module_entry_point(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "garden: best test ndcg@10" in result.stdout
+    assert "[cprec eval] garden / content: done in " in result.stdout
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "| popularity | - |" in report and "| content | - |" in report
 
 
-def test_dataset_no_method_asks_for_is_reported_empty(tmp_path):
+def test_dataset_no_method_asks_for_is_reported_empty(tmp_path, ray_local):
     path = config_file(tmp_path, methods=[{"kind": "popularity", "datasets": ["garden"]}])
     config = yaml.safe_load(path.read_text())
     config["datasets"].append({**config["datasets"][0], "name": "garden-copy"})

@@ -70,7 +70,9 @@ class SASRecConfig:
     epochs: int = option(200, help="maximum training epochs")
     eval_every: int = option(2, help="epochs between validation NDCG@10 checks")
     patience: int = option(5, help="validation checks without improvement before stopping")
-    device: str = option("auto", help="auto | cpu | cuda")
+    device: str = option(
+        "auto", help="auto (a GPU if the process sees one; a Ray task sees none) | cpu | cuda (the task reserves one)"
+    )
 
 
 @dataclass
@@ -147,6 +149,11 @@ class EvalConfig:
     bootstrap: int = option(1000, help="bootstrap resamples of users for the confidence intervals")
     seed: int = option(0, help="seed of sampling, SASRec and the bootstrap")
     user_chunk: int = option(2048, help="users scored per call (bounds the users x items score matrix)")
+    baseline_cpus: float = option(
+        1.0,
+        help="CPUs of the Ray task that fits and scores each baseline (popularity, content, sasrec) per "
+        "dataset, on any worker of the cluster; fractions allowed; 0 = in this process",
+    )
     sasrec: SASRecConfig = option(SASRecConfig(), help="SASRec options")
     llm: LLMConfig = option(LLMConfig(), help="LLM scoring options (llm and sft methods)")
     sft: SFTConfig = option(SFTConfig(), help="fine-tuning options (sft methods)")
@@ -194,6 +201,8 @@ class EvalConfig:
             raise CPRecError(f"eval config: llm.end {self.llm.end!r} is not item_end, eos or none")
         if self.sasrec.loss not in ("bce", "ce"):
             raise CPRecError(f"eval config: sasrec.loss {self.sasrec.loss!r} is not bce or ce")
+        if self.baseline_cpus < 0:
+            raise CPRecError(f"eval config: baseline_cpus must be >= 0, got {self.baseline_cpus}")
         if self.sft.epochs < 0:
             raise CPRecError(f"eval config: sft.epochs must be >= 0, got {self.sft.epochs}")
         from cprec.evaluator.metrics import parse_metric

@@ -2,9 +2,12 @@
 
 Per dataset: the split is prepared (datasets.py); each method is fitted on the training split and
 scores the catalogue for the validation and the test targets; ranks become per-user metrics
-(metrics.py). A method with several variants (the LLM's score forms) is reported with the variant
-that is best on the validation `select_metric`. Methods are compared on the test split by a paired
-test against the best method of each metric; means carry bootstrap confidence intervals.
+(metrics.py). The baselines do this in Ray tasks (`baseline_cpus` each), so a cluster runs them on
+its workers; the LLM methods in the driver, which hands the model to actors (and to Ray Train for
+SFT). A method with several variants (the LLM's score forms) is reported with the variant that is
+best on the validation `select_metric`. Methods are compared on the test split by a paired test
+against the best method of each metric; means carry bootstrap confidence intervals. Progress goes
+to stdout as `[cprec eval] ...` lines, one per dataset and method as each finishes.
 Outputs in `out_dir`: datasets/, per_user/<dataset>.parquet, results.json, report.md, *.png.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +47,13 @@ def evaluate(config: EvalConfig) -> dict:
         if unknown:
             raise CPRecError(f"method {spec.label()!r} names unknown datasets {unknown} (datasets: {names})")
     storage.check_disjoint(config.out_dir, input_paths(config, specs), "out_dir")
+    progress(f"preparing {len(names)} datasets: {', '.join(names)}")
+    started = time.perf_counter()
     datasets = prepare_datasets(config)
+    progress(
+        f"datasets ready in {time.perf_counter() - started:.0f}s: "
+        + ", ".join(f"{d.name} ({d.n_users} users, {d.n_items} items)" for d in datasets)
+    )
     results = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "template_version": TEMPLATE_VERSION,
@@ -88,6 +98,83 @@ def input_paths(config: EvalConfig, specs: list[DatasetConfig]) -> list[str]:
     return paths
 
 
+def progress(message: str) -> None:
+    """One line on stdout as the evaluation goes (`ray job submit` streams it), like `[cprec run]`'s."""
+    print(f"[cprec eval] {message}", flush=True)
+
+
+@dataclass
+class MethodRun:
+    """A fitted method's per-user metrics: split -> variant -> metric -> values."""
+
+    by_split: dict[str, dict[str, dict[str, np.ndarray]]]
+    variants: list[str]
+    info: dict
+    seconds: dict[str, float]
+
+
+def run_method(
+    method: Method, dataset: SplitDataset, users: np.ndarray, candidates: dict, config: EvalConfig
+) -> MethodRun:
+    """Fits `method` and scores both splits: in the driver, or as a baseline's Ray task."""
+    started = time.perf_counter()
+    method.fit(dataset)
+    fitted = time.perf_counter()
+    by_split = {split: split_metrics(method, dataset, split, users, candidates[split], config) for split in SPLITS}
+    seconds = {"fit": round(fitted - started, 2), "total": round(time.perf_counter() - started, 2)}
+    return MethodRun(by_split, method.variants(), method.info(), seconds)
+
+
+def run_in_tasks(
+    methods: list[Method], dataset: SplitDataset, users: np.ndarray, candidates: dict, config: EvalConfig
+) -> dict[str, MethodRun]:
+    """Baselines fit and score in Ray tasks, so a cluster runs them on its workers, not the driver's node;
+    their lines are printed as each finishes."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from cprec.core.raytools import init_ray
+
+    init_ray()
+    # One copy of the split and the candidates in the object store, read by every task.
+    shared = [ray.put(value) for value in (dataset, users, candidates)]
+    task = ray.remote(run_method)
+    pending = {
+        task.options(name=f"cprec eval {dataset.name} / {m.spec.label()}", **m.task_resources()).remote(
+            m, *shared, config
+        ): m.spec.label()
+        for m in methods
+    }
+    progress(f"{dataset.name}: {', '.join(pending.values())} running as Ray tasks ({config.baseline_cpus:g} CPU each)")
+    runs = {}
+    try:
+        while pending:
+            [ref], _ = ray.wait(list(pending))
+            label = pending.pop(ref)
+            try:
+                runs[label] = ray.get(ref)
+            except RayTaskError as exc:
+                if isinstance(exc.cause, CPRecError):
+                    raise exc.cause from None
+                raise  # a bug: the remote traceback says where
+            except RayError as exc:  # the worker died (out of memory, a lost node) and Ray's retries too
+                raise CPRecError(f"{dataset.name} / {label}: {str(exc).strip().splitlines()[0]}") from exc
+            progress_done(dataset.name, label, runs[label], config)
+    finally:
+        for ref in pending:  # a failed baseline fails the evaluation: the others' work is wasted
+            ray.cancel(ref)
+    return runs
+
+
+def chosen_variant(run: MethodRun, config: EvalConfig) -> str:
+    return max(run.variants, key=lambda v: run.by_split["valid"][v][config.select_metric].mean())
+
+
+def progress_done(dataset: str, label: str, run: MethodRun, config: EvalConfig) -> None:
+    test = run.by_split["test"][chosen_variant(run, config)][config.select_metric].mean()
+    progress(f"{dataset} / {label}: done in {run.seconds['total']:.0f}s, test {config.select_metric} {test:.3f}")
+
+
 def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> dict:
     users = evaluated_users(dataset, config)
     too_familiar = 0
@@ -107,6 +194,7 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
             f"K={max(config.ks)} is larger than the {ranked} ranked items of dataset {dataset.name!r}; lower `ks`"
         )
     candidates = {split: sampled_candidates(dataset, split, users, config) for split in SPLITS}
+    progress(f"{dataset.name}: {len(users)} of {dataset.n_users} users evaluated, {ranked} items ranked")
     entry: dict = {
         "platform": dataset.platform,
         "domain": dataset.domain,
@@ -116,18 +204,17 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
         "methods": {},
     }
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    methods = [m for m in methods if not m.spec.datasets or dataset.name in m.spec.datasets]
+    in_tasks = [m for m in methods if m.runs_in_task] if config.baseline_cpus else []
+    runs = run_in_tasks(in_tasks, dataset, users, candidates, config) if in_tasks else {}
     for method in methods:
-        if method.spec.datasets and dataset.name not in method.spec.datasets:
-            continue
         label = method.spec.label()
-        started = time.perf_counter()
-        method.fit(dataset)
-        fitted = time.perf_counter()
-        by_split = {
-            split: split_metrics(method, dataset, split, users, candidates[split], config) for split in SPLITS
-        }
-        variants = method.variants()
-        chosen = max(variants, key=lambda v: by_split["valid"][v][config.select_metric].mean())
+        if label not in runs:
+            progress(f"{dataset.name} / {label}: running")
+            runs[label] = run_method(method, dataset, users, candidates, config)
+            progress_done(dataset.name, label, runs[label], config)
+        run = runs[label]
+        by_split, variants, chosen = run.by_split, run.variants, chosen_variant(run, config)
         per_user[label] = {split: by_split[split][chosen] for split in SPLITS}
         entry["methods"][label] = {
             "kind": method.spec.kind,
@@ -139,8 +226,8 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
                 for name, values in by_split["test"][chosen].items()
             },
             "variants": {v: {split: _means(by_split[split][v]) for split in SPLITS} for v in variants if v},
-            "info": method.info(),
-            "seconds": {"fit": round(fitted - started, 2), "total": round(time.perf_counter() - started, 2)},
+            "info": run.info,
+            "seconds": run.seconds,
         }
         # Actors and models go back after every dataset: the next dataset's fine-tuning needs the CPUs/GPUs.
         method.close()

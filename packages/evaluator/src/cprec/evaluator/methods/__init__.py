@@ -17,6 +17,10 @@ from cprec.evaluator.datasets import SplitDataset
 
 
 class Method(ABC):
+    # Baselines (True) fit and score in a Ray task on any CPU worker; the LLM methods stay in the
+    # driver, which hands their heavy work to actors and Ray Train itself.
+    runs_in_task = False
+
     def __init__(self, spec: MethodConfig, config: EvalConfig):
         self.spec = spec
         self.config = config
@@ -41,6 +45,10 @@ class Method(ABC):
 
     def close(self) -> None:
         """Releases what `fit` acquired (Ray actors, GPU memory)."""
+
+    def task_resources(self) -> dict:
+        """Ray resources of the task that fits and scores a `runs_in_task` method."""
+        return {"num_cpus": self.config.baseline_cpus}
 
 
 def make_method(spec: MethodConfig, config: EvalConfig) -> Method:

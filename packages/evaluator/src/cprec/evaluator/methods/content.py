@@ -15,6 +15,8 @@ from cprec.evaluator.methods import Method, history_matrix
 
 
 class ContentTfidf(Method):
+    runs_in_task = True
+
     def fit(self, dataset: SplitDataset) -> None:
         vectorizer = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
         self.item_vectors = normalize(vectorizer.fit_transform(dataset.item_texts))

@@ -9,6 +9,8 @@ from cprec.evaluator.methods import Method
 
 
 class Popularity(Method):
+    runs_in_task = True
+
     def fit(self, dataset: SplitDataset) -> None:
         histories = np.concatenate(dataset.train) if dataset.train else np.zeros(0, dtype=np.int64)
         self.counts = np.bincount(histories, minlength=dataset.n_items).astype(np.float32)

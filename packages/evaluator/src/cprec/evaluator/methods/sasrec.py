@@ -90,6 +90,12 @@ def left_padded(histories: list[np.ndarray], max_len: int) -> np.ndarray:
 
 
 class SASRecMethod(Method):
+    runs_in_task = True
+
+    def task_resources(self) -> dict:
+        # Ray hides GPUs from a task that reserves none, so `auto` trains on the CPU there.
+        return {**super().task_resources(), "num_gpus": 1 if self.config.sasrec.device == "cuda" else 0}
+
     def fit(self, dataset: SplitDataset) -> None:
         options = self.config.sasrec
         torch.manual_seed(self.config.seed)
