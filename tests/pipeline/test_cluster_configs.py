@@ -7,14 +7,19 @@ the ray.io/v1 CRDs we use, in kuberay_schema.json. No Ray is started here.
 
 from __future__ import annotations
 
+import argparse
 import copy
+import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -224,34 +229,20 @@ def test_docs_submit_every_stage():
     assert {"cprec.data_prep", "cprec.trainer", "cprec.evaluator", "cprec.pipeline"} <= stages
 
 
-@pytest.mark.parametrize("where,entrypoint", ENTRYPOINTS, ids=[f"{w}:{e.split()[2]}" for w, e in ENTRYPOINTS])
-def test_entrypoint_parses_and_its_overrides_exist(where, entrypoint):
+def parse_entry(entrypoint: str) -> tuple[argparse.Namespace, tuple[str, ...]]:
+    """The parsed `cprec` arguments of a `python -m cprec.<stage> ...` entrypoint, and its command."""
     argv = shlex.split(entrypoint)
-    assert argv[:2] == ["python", "-m"], f"{where}: entrypoints run `python -m cprec.<stage>`"
-    module, rest = argv[2], argv[3:]
-    assert module in MODULE_PREFIX and importlib.util.find_spec(f"{module}.__main__"), f"{where}: {module}"
-    stage = (MODULE_PREFIX[module] or rest)[0]
-    stage_module = next(m for name, m, _ in STAGES if name == stage)
-    assert importlib.util.find_spec(stage_module) is not None, f"{where}: {stage_module} (`cprec {stage}`) is missing"
-    args = build_parser().parse_args(MODULE_PREFIX[module] + rest)
-    assert not hasattr(args, "rest"), f"{where}: `{entrypoint}` names a stage whose package is not installed"
-    command = tuple(
-        part for part in (args.stage, getattr(args, f"{args.stage}_command", None)) if part is not None
-    )
-    module_name, class_name = COMMAND_CONFIG[command].split(":")
-    config_module = importlib.import_module(module_name)
-    config_cls = getattr(config_module, class_name)
+    args = build_parser().parse_args(MODULE_PREFIX[argv[2]] + argv[3:])
+    return args, tuple(p for p in (args.stage, getattr(args, f"{args.stage}_command", None)) if p is not None)
 
-    config_path = None
-    if args.config:
-        config_path = REPO / args.config.removeprefix(IMAGE_ROOT)
-        assert config_path.is_file(), f"{where}: config {args.config} is not in the repository"
-        if args.config.startswith(IMAGE_ROOT):  # the image must hold it: a directory the Dockerfile copies
-            copied = re.findall(
-                r"^COPY\s+(?:--\S+\s+)*(\S+)", (KUBERAY / "Dockerfile").read_text(), re.MULTILINE
-            )
-            relative = args.config.removeprefix(IMAGE_ROOT)
-            assert any(relative.startswith(c.rstrip("/") + "/") for c in copied), f"{relative} not in image"
+
+@functools.cache
+def loaded(entrypoint: str) -> tuple[tuple[str, ...], Any]:
+    """The command of an entrypoint and its config, loaded as `cprec` loads it (preset, --config, overrides)."""
+    args, command = parse_entry(entrypoint)
+    module_name, class_name = COMMAND_CONFIG[command].split(":")
+    config_cls = getattr(importlib.import_module(module_name), class_name)
+    config_path = REPO / args.config.removeprefix(IMAGE_ROOT) if args.config else None
     base = None
     if getattr(args, "preset", None):
         from cprec.pipeline.presets import load_preset
@@ -261,4 +252,219 @@ def test_entrypoint_parses_and_its_overrides_exist(where, entrypoint):
             from cprec.pipeline.tune import preset_sections
 
             base = preset_sections(base)
-    load_config(config_cls, config_path, args.overrides, base=base)
+    return command, load_config(config_cls, config_path, args.overrides, base=base)
+
+
+@pytest.mark.parametrize("where,entrypoint", ENTRYPOINTS, ids=[f"{w}:{e.split()[2]}" for w, e in ENTRYPOINTS])
+def test_entrypoint_parses_and_its_overrides_exist(where, entrypoint):
+    argv = shlex.split(entrypoint)
+    assert argv[:2] == ["python", "-m"], f"{where}: entrypoints run `python -m cprec.<stage>`"
+    module, rest = argv[2], argv[3:]
+    assert module in MODULE_PREFIX and importlib.util.find_spec(f"{module}.__main__"), f"{where}: {module}"
+    stage = (MODULE_PREFIX[module] or rest)[0]
+    stage_module = next(m for name, m, _ in STAGES if name == stage)
+    assert importlib.util.find_spec(stage_module) is not None, f"{where}: {stage_module} (`cprec {stage}`) is missing"
+    args, command = parse_entry(entrypoint)
+    assert not hasattr(args, "rest"), f"{where}: `{entrypoint}` names a stage whose package is not installed"
+    assert command in COMMAND_CONFIG, f"{where}: {command}"
+    if args.config:
+        config_path = REPO / args.config.removeprefix(IMAGE_ROOT)
+        assert config_path.is_file(), f"{where}: config {args.config} is not in the repository"
+        if args.config.startswith(IMAGE_ROOT):  # the image must hold it: a directory the Dockerfile copies
+            copied = re.findall(
+                r"^COPY\s+(?:--\S+\s+)*(\S+)", (KUBERAY / "Dockerfile").read_text(), re.MULTILINE
+            )
+            relative = args.config.removeprefix(IMAGE_ROOT)
+            assert any(relative.startswith(c.rstrip("/") + "/") for c in copied), f"{relative} not in image"
+    loaded(entrypoint)
+
+
+# --- what the jobs ask of the nodes -----------------------------------------------------------------
+
+CLUSTER_FILES = [*LAUNCHER_FILES, "kuberay/raycluster.yaml"]
+# vCPUs and GPUs of the AWS instance types in aws.yaml (EC2's instance-type pages): the launcher reads
+# them off the type (`resources: {}`), so the test needs them here; keys a node type declares win.
+AWS_INSTANCES = {"m6i.2xlarge": (8, 0), "m6i.4xlarge": (16, 0), "p4de.24xlarge": (96, 8)}
+# The Python an image ships, read off what names it: an AWS AMI by the Ubuntu release in the comment
+# after its ImageId (Ubuntu's python3), a GCP Deep Learning VM family and a rayproject/ray tag by
+# their `-py<major><minor>` (common-cu128-ubuntu-2204-py310, 2.60.0-py311-gpu).
+UBUNTU_PYTHON = {"20.04": (3, 8), "22.04": (3, 10), "24.04": (3, 12)}
+FIXED = {"data_dir": "d", "output_dir": "o"}  # paths a stage fills in; they do not change the shapes
+
+
+def node_shapes(name: str) -> dict[str, tuple[float, int, int]]:
+    """Each worker type of a cluster file: CPUs and GPUs of one node or pod, and the most the autoscaler starts."""
+    doc = load(CLUSTERS / name)
+    if doc.get("kind") == "RayCluster":
+        shapes = {}
+        for group in doc["spec"]["workerGroupSpecs"]:
+            limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+            cpu = str(limits["cpu"])
+            cpus = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+            shapes[group["groupName"]] = (cpus, int(limits.get("nvidia.com/gpu", 0)), group["maxReplicas"])
+        return shapes
+    shapes = {}
+    for type_name, node_type in doc["available_node_types"].items():
+        if type_name != doc["head_node_type"]:
+            cpus, gpus = (0, 0)
+            if doc["provider"]["type"] == "aws":
+                cpus, gpus = AWS_INSTANCES[node_type["node_config"]["InstanceType"]]
+            declared = node_type["resources"]
+            shapes[type_name] = (declared.get("CPU", cpus), declared.get("GPU", gpus), node_type["max_workers"])
+    return shapes
+
+
+def node_setup(config: dict, type_name: str) -> list[str]:
+    """The commands `ray up` runs on a node of this type: a type's own worker_setup_commands replace the rest."""
+    if type_name == config["head_node_type"]:
+        return config["setup_commands"] + config.get("head_setup_commands", [])
+    default = config["setup_commands"] + config.get("worker_setup_commands", [])
+    return config["available_node_types"][type_name].get("worker_setup_commands", default)
+
+
+def train_configs(command: tuple[str, ...], config: Any) -> list:
+    """The TrainConfig of every training run a job starts (a run's and a tune's as run.py / tune.py layer them)."""
+    from cprec.core.config import layered
+    from cprec.trainer.config import TrainConfig
+
+    if command == ("train", "fit"):
+        return [config]
+    if command not in (("run",), ("tune",)):
+        return []
+    sections = [config.base, config.cpt]
+    if command == ("run",):
+        sections += [layered(config.cpt, v.train) for v in config.variants] + [config.sft]
+    return [load_config(TrainConfig, base=layered(config.train, s, FIXED)) for s in sections]
+
+
+def test_every_training_run_fits_one_node_of_each_cluster():
+    # Workers x CPUs and GPUs per worker within one node/pod of a type, not just the cluster's total:
+    # otherwise the worker group spreads over nodes (4 + 4 GPUs over the network). Ray Train's
+    # controller takes no CPU (Train V2: num_cpus=0, on the driver's node), so nothing else is counted.
+    # Every entrypoint is held against every cluster file: each of them can run every job.
+    misfits, checked = [], 0
+    for cluster in CLUSTER_FILES:
+        shapes = node_shapes(cluster)
+        for where, entrypoint in ENTRYPOINTS:
+            for train in train_configs(*loaded(entrypoint)):
+                scaling, checked = train.scaling, checked + 1
+                gpus = scaling.num_workers if scaling.use_gpu else 0
+                cpus = scaling.num_workers * scaling.cpus_per_worker
+                pool = [(c, g) for c, g, _ in shapes.values() if (g > 0) == (gpus > 0)]
+                if not any(cpus <= c and gpus <= g for c, g in pool):
+                    misfits.append(f"{cluster} {pool}: {where} `{entrypoint}` needs {cpus:g} CPUs, {gpus} GPUs")
+    assert checked and misfits == []
+
+
+def test_tune_trials_use_the_gpus_the_job_reserves_for_them():
+    # A tune's max_concurrent_trials (set by hand: the GPU pool starts empty) must be what the GPU pool
+    # holds when every node runs as many trials as fit it, counted as tune.py counts a trial (its
+    # function, its trainer's workers and Ray Data reads, or its scorers), and those trials' trainers
+    # must use every GPU of the node: no GPU the job counts on sits idle, none is counted twice.
+    from cprec.core.config import layered
+    from cprec.pipeline.tune import trials_at_once
+    from cprec.trainer.config import TrainConfig
+
+    tunes = [(w, e) for w, e in ENTRYPOINTS if loaded(e)[0] == ("tune",)]
+    assert tunes
+    for cluster in CLUSTER_FILES:
+        gpu_nodes = [(c, g, n) for c, g, n in node_shapes(cluster).values() if g]
+        for where, entrypoint in tunes:
+            config = loaded(entrypoint)[1]
+            cpt = load_config(TrainConfig, base=layered(config.train, config.cpt, FIXED))
+            trial_gpus = cpt.scaling.num_workers if cpt.scaling.use_gpu else 0
+            assert trial_gpus, f"{where}: a tune on the GPU pool trains on CPUs"
+            uncapped = dataclasses.replace(config, max_concurrent_trials=0)
+            per_node = [trials_at_once(uncapped, cpt, config.eval, {"CPU": c, "GPU": g}) for c, g, _ in gpu_nodes]
+            for trials, (_, gpus, _) in zip(per_node, gpu_nodes):
+                used = trials * trial_gpus
+                assert used == gpus, f"{cluster}, {where}: {trials} trials on a node use {used} of its {gpus} GPUs"
+            holds = sum(trials * n for trials, (_, _, n) in zip(per_node, gpu_nodes))
+            assert config.max_concurrent_trials == holds, f"{cluster}, {where}: the GPU pool holds {holds} trials"
+
+
+def required_python() -> tuple[int, int]:
+    found = []
+    for pyproject in (REPO / "packages").glob("*/pyproject.toml"):
+        spec = tomllib.loads(pyproject.read_text())["project"]["requires-python"]
+        found.append(tuple(int(x) for x in re.fullmatch(r">=\s*(\d+)\.(\d+)", spec).groups()))
+    return max(found)
+
+
+def py_suffix(name: str) -> tuple[int, int]:
+    major, minor = re.search(r"-py(\d)(\d+)\b", name).groups()
+    return int(major), int(minor)
+
+
+def test_every_node_runs_a_python_the_packages_accept():
+    needed, found = required_python(), {}
+    for name in LAUNCHER_FILES:
+        text, config = (CLUSTERS / name).read_text(), load(CLUSTERS / name)
+        for type_name, node_type in config["available_node_types"].items():
+            node_config = node_type["node_config"]
+            if "ImageId" in node_config:
+                release = re.search(rf"ImageId: {node_config['ImageId']}\s*#.*Ubuntu (\d\d\.\d\d)", text).group(1)
+                python = UBUNTU_PYTHON[release]
+            else:
+                python = py_suffix(node_config["disks"][0]["initializeParams"]["sourceImage"])
+            # Or the setup's own: a uv-installed interpreter in the venv that ~/.bashrc puts first on PATH,
+            # with every install going into that venv (no system pip).
+            setup = " ".join(node_setup(config, type_name))
+            installed = re.search(r"uv python install (\d)\.(\d+)", setup)
+            if installed:
+                version = ".".join(installed.groups())
+                assert f"uv venv --python {version} ~/venv" in setup and "PATH=$HOME/venv/bin:" in setup, name
+                assert not re.search(r"(?<!uv )pip install", setup), f"{name}: {type_name} installs outside the venv"
+                python = tuple(map(int, installed.groups()))
+            found[f"{name}:{type_name}"] = python
+    dockerfile = (KUBERAY / "Dockerfile").read_text()
+    found["kuberay/Dockerfile"] = py_suffix(re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE).group(1))
+    assert {where: python for where, python in found.items() if python < needed} == {}
+
+
+def test_gpu_nodes_install_the_gpu_extra_and_gpu_configs_use_it():
+    extra = "packages/trainer[gpu]"  # liger-kernel: the fused cross-entropy and `liger_kernels`
+    trainer = tomllib.loads((REPO / "packages/trainer/pyproject.toml").read_text())
+    assert any(d.startswith("liger-kernel") for d in trainer["project"]["optional-dependencies"]["gpu"])
+    for name in LAUNCHER_FILES:
+        config = load(CLUSTERS / name)
+        for type_name, (_, gpus, _) in node_shapes(name).items():
+            if gpus:
+                assert extra in " ".join(node_setup(config, type_name)), f"{name}: {type_name}"
+    install = re.search(r"^RUN (.*?)(?<!\\)$", (KUBERAY / "Dockerfile").read_text(), re.MULTILINE | re.DOTALL)
+    assert extra in install.group(1)
+    cluster = load(KUBERAY / "raycluster.yaml")["spec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    images = {c["image"] for g in groups for c in g["template"]["spec"]["containers"]}
+    assert len(images) == 1, "every pod runs the one image the Dockerfile builds"
+    # The GPU train configs meant for real models turn liger's decoder kernels on (the presets, tiny
+    # models measured without them in docs/results.md, leave them off).
+    trains = [(where, loaded(e)[1]) for where, e in ENTRYPOINTS if loaded(e)[0] == ("train", "fit")]
+    gpu_trains = [(where, train) for where, train in trains if train.scaling.use_gpu]
+    assert gpu_trains and [where for where, train in gpu_trains if not train.liger_kernels] == []
+
+
+def test_models_are_read_from_object_storage_not_a_local_mount():
+    # No cluster file mounts a model directory, so an eval reads a hub id or the train job's export
+    # (<output_dir>/model) on object storage; nothing names a node-local path like /mnt/models.
+    for path in [*CLUSTERS.rglob("*"), DOCS]:
+        if path.is_file():
+            assert "/mnt/" not in path.read_text(), path
+    exports = set()
+    for _, entrypoint in ENTRYPOINTS:
+        command, config = loaded(entrypoint)
+        if command == ("train", "fit"):
+            exports.add(config.output_dir.rstrip("/") + "/model")
+    models = [
+        (where, method.model)
+        for where, entrypoint in ENTRYPOINTS
+        if loaded(entrypoint)[0] == ("eval",)
+        for method in loaded(entrypoint)[1].methods
+        if method.kind in ("llm", "sft")
+    ]
+    assert models
+    for where, model in models:
+        if "://" in model:
+            assert model in exports, f"{where}: {model} is not what a train job exports ({exports})"
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", model), f"{where}: {model} is not a hub id"
