@@ -29,7 +29,7 @@ import numpy as np
 from cprec.core import storage
 from cprec.core.config import config_digest, load_config, option, to_yaml
 from cprec.core.errors import CPRecError
-from cprec.pipeline.run import layered, train_stage
+from cprec.pipeline.run import layered, train_stage, world_fingerprint
 from cprec.pipeline.stages import StageRunner
 
 log = logging.getLogger("cprec.pipeline")
@@ -64,6 +64,9 @@ class TuneConfig:
     )
     name: str = option(
         "tune", help="experiment name: Tune's experiment dir and the result files are <out_dir>/<name>"
+    )
+    world: str = option(
+        "", help="your own world.json, as in `cprec run` (its stages are shared); '' = the generated world"
     )
     synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world), as in `cprec run`")
     data: dict[str, Any] = option(
@@ -241,7 +244,10 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
 
     config.validate()
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
-    runner = StageRunner(root)
+    if config.world:  # the same digests as `cprec run world=...`, so its stages are reused
+        runner = StageRunner(root, inputs=world_fingerprint(storage.absolute(config.world)))
+    else:
+        runner = StageRunner(root)
     world_json, data_dir, base_model = _base_stages(runner, config)
     downstream = _downstream_stage(runner, config, world_json)
     ks = load_config(EvalConfig, base=layered(config.eval, {"world": world_json})).ks
@@ -345,12 +351,15 @@ def _base_stages(runner: StageRunner, config: TuneConfig) -> tuple[str, str, str
     from cprec.data_prep.build import BuildConfig, build
     from cprec.data_prep.synth import SynthConfig, synthesize
 
-    world = runner.run(
-        "world",
-        lambda out: load_config(SynthConfig, base=layered(config.synth, {"out_dir": out})),
-        synthesize,
-    )
-    world_json = storage.join(world.path, "world.json")
+    if config.world:
+        world_json = storage.absolute(config.world)
+    else:
+        world = runner.run(
+            "world",
+            lambda out: load_config(SynthConfig, base=layered(config.synth, {"out_dir": out})),
+            synthesize,
+        )
+        world_json = storage.join(world.path, "world.json")
 
     def configure(out: str) -> BuildConfig:
         return load_config(BuildConfig, base=layered(config.data, {"world": world_json, "out_dir": out}))
