@@ -1,11 +1,14 @@
-"""`cprec run` end to end on the smoke preset, and its stage reuse."""
+"""`cprec run` end to end on the smoke preset (over the hand-written world, tests/pipeline/conftest.py),
+and its stage reuse."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
+from smallworld import HAND_WRITTEN_WORLD
 
 from cprec.core.cli import main
 from cprec.core.config import load_config
@@ -23,8 +26,6 @@ EVERY_METHOD = [
     "CPRec + SFT",
     "CPT domain-only zero-shot",
     "CPT domain-only + SFT",
-    "CPT cosine zero-shot",
-    "CPT constant zero-shot",
     "Format control zero-shot",
 ]
 
@@ -32,12 +33,12 @@ EVERY_METHOD = [
 def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run):
     report = (smoke_run / "report.md").read_text()
     manifest = json.loads((smoke_run / "run.json").read_text())
-    assert set(manifest["stages"]) >= {"world", "data", "control", "base", "cpt", "eval"}
+    assert set(manifest["stages"]) >= {"data", "control", "base", "cpt", "eval"}
     for method in EVERY_METHOD:
         assert f"| {method} |" in report, method
     # The paper's questions, answered with paired tests, per dataset and in one line each.
     assert "## Does continual pre-training help?" in report
-    assert report.count("| CPT helps zero-shot |") == 5
+    assert report.count("| CPT helps zero-shot |") == 2  # the world's two downstream datasets
     assert "| ablation: Format control |" in report and "| ablation: CPT domain-only |" in report
     # claim 3 after fine-tuning as well (the smoke preset fine-tunes on the first downstream dataset only)
     assert report.count("| ablation after SFT: CPT domain-only |") == 1
@@ -54,17 +55,33 @@ def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run)
     assert (eval_dir / "results.json").exists() and list(eval_dir.glob("test_*.png"))
 
 
+def test_the_run_went_through_the_hand_written_world(smoke_run):
+    # (before test_a_changed_stage_config_reruns_only_from_that_stage, which rewrites run.json)
+    manifest = json.loads((smoke_run / "run.json").read_text())
+    assert "world" not in manifest["stages"]  # nothing generated
+    results = json.loads((Path(manifest["stages"]["eval"]["path"]) / "results.json").read_text())
+    assert sorted(results["datasets"]) == ["Pet_Supplies", "ml-mini"]
+    # sft_limit: 1 in the smoke preset fine-tunes on the world's first downstream dataset only
+    report = (smoke_run / "report.md").read_text()
+    assert report.count("| CPT helps after fine-tuning |") == 1 and "### Pet_Supplies" in report
+    stats = json.loads((Path(manifest["stages"]["data"]["path"]) / "stats.json").read_text())
+    with_events = {domain for domain, counts in stats["domains"].items() if counts.get("events")}
+    assert with_events == {"All_Beauty", "Home_and_Kitchen"}  # downstream logs never pre-train...
+    assert stats["domains"]["ml-mini"]["catalog_text_items"] > 0  # ...but their item texts do
+
+
 def test_a_second_run_reuses_every_stage(smoke_run, capsys):
-    assert main(["run", "--preset", "smoke", f"out_dir={smoke_run}"]) == 0
+    assert main(["run", "--preset", "smoke", f"world={HAND_WRITTEN_WORLD}", f"out_dir={smoke_run}"]) == 0
     manifest = json.loads((smoke_run / "run.json").read_text())
     assert all(stage["reused"] for stage in manifest["stages"].values())
     assert "reusing" in capsys.readouterr().out
 
 
 def test_a_changed_stage_config_reruns_only_from_that_stage(smoke_run):
-    assert main(["run", "--preset", "smoke", f"out_dir={smoke_run}", "until=data", "data.sequences.max_items=20"]) == 0
+    overrides = [f"world={HAND_WRITTEN_WORLD}", f"out_dir={smoke_run}", "until=data", "variants=[]"]
+    assert main(["run", "--preset", "smoke", *overrides, "data.sequences.max_items=20"]) == 0
     stages = json.loads((smoke_run / "run.json").read_text())["stages"]
-    assert stages["world"]["reused"] and not stages["data"]["reused"]
+    assert set(stages) == {"data"} and not stages["data"]["reused"]
 
 
 @pytest.mark.parametrize("preset", preset_names())

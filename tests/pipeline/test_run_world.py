@@ -1,9 +1,5 @@
-"""`cprec run world=...`: the main job on a user's own world, checked whole before any stage runs.
-
-The world is examples/small-world (docs/world.md): a world.json written by hand over made-up
-records in the real layouts — Amazon Reviews 2023 JSONL for pre-training and one downstream
-dataset, a RecBole atomic dataset for the other.
-"""
+"""`cprec run world=...`: the main job on a user's own world (tests/pipeline/smallworld.py), checked
+whole before any stage runs."""
 
 from __future__ import annotations
 
@@ -14,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import untouched
+from smallworld import EXAMPLE
 
 from cprec.core.config import load_config
 from cprec.pipeline.config import RunConfig
 from cprec.pipeline.presets import load_preset
 from cprec.pipeline.run import run, world_fingerprint
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "small-world"
 
 
 def smoke(**overrides) -> RunConfig:
@@ -31,30 +26,6 @@ def copied_world(tmp_path: Path) -> Path:
     world = tmp_path / "world"
     shutil.copytree(EXAMPLE, world)
     return world
-
-
-@pytest.fixture(scope="module")
-def world_run(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("world-run") / "run"
-    run(smoke(world=EXAMPLE / "world.json", out_dir=root), "smoke")
-    return root
-
-
-def test_the_main_job_runs_on_a_hand_written_world(world_run):
-    manifest = json.loads((world_run / "run.json").read_text())
-    assert "world" not in manifest["stages"]  # nothing generated
-    assert {"data", "control", "base", "cpt", "eval"} <= set(manifest["stages"])
-    report = (world_run / "report.md").read_text()
-    results = json.loads((Path(manifest["stages"]["eval"]["path"]) / "results.json").read_text())
-    assert sorted(results["datasets"]) == ["Pet_Supplies", "ml-mini"]
-    for method in ("Popularity", "SASRec", "CPRec zero-shot", "CPRec + SFT", "Base + SFT"):
-        assert f"| {method} |" in report, method
-    # sft_limit: 1 in the smoke preset fine-tunes on the world's first downstream dataset only
-    assert report.count("| CPT helps zero-shot |") == 2
-    stats = json.loads((Path(manifest["stages"]["data"]["path"]) / "stats.json").read_text())
-    with_events = {domain for domain, counts in stats["domains"].items() if counts.get("events")}
-    assert with_events == {"All_Beauty", "Home_and_Kitchen"}  # downstream logs never pre-train...
-    assert stats["domains"]["ml-mini"]["catalog_text_items"] > 0  # ...but their item texts do
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from smallworld import HAND_WRITTEN_WORLD
 
 from cprec.core.cli import main
 from cprec.core.config import load_config
@@ -115,12 +116,12 @@ def test_table_and_simplex_plot(tmp_path):
 
 
 def test_two_trial_tune_on_the_smoke_preset_resumes_without_rerunning(smoke_run, capsys):
-    args = ["tune", "--preset", "smoke", f"out_dir={smoke_run}", TWO_POINTS]
+    args = ["tune", "--preset", "smoke", f"world={HAND_WRITTEN_WORLD}", f"out_dir={smoke_run}", TWO_POINTS]
     args += ["cpt.steps=10", "report_every=5", "eval.max_users=8"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    # world, data and base are the `cprec run` stages of the same preset and root.
-    for stage in ("world", "data", "base"):
+    # data and base are the `cprec run` stages of the same preset, world and root.
+    for stage in ("data", "base"):
         assert f"[cprec run] {stage}: reusing" in out
     experiment = smoke_run / "tune"
     assert (experiment / "tuner.pkl").exists() and list(experiment.glob("experiment_state-*.json"))
