@@ -1,6 +1,6 @@
 """Claim 3's untried lever: downstream prompts that carry a user's other domains.
 
-DESIGN.md §4 fixes the downstream prompt as the user's domain-specific history, which never shows
+docs/design.md §4 fixes the downstream prompt as the user's domain-specific history, which never shows
 what only all-domain mixed pre-training teaches (a choice in one domain shaping the next in
 another). The marketplace downstream users are pre-training users, so their pre-training events
 before a target can be interleaved with their downstream history as an all-domain document

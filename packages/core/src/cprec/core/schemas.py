@@ -1,4 +1,4 @@
-"""Arrow schemas of every table that crosses a package boundary (DESIGN.md §5).
+"""Arrow schemas of every table that crosses a package boundary (docs/design.md §5).
 
 Readers produce RAW_EVENTS and RAW_ITEMS; data_prep writes ITEMS, INTERACTIONS, SEQUENCES and
 TOKENS; the trainer and evaluator read them. Column names used across packages are named here.

@@ -1,4 +1,4 @@
-"""The unified prompt template (DESIGN.md §4): the one place that turns items and histories into text.
+"""The unified prompt template (docs/design.md §4): the one place that turns items and histories into text.
 
 data_prep writes pre-training documents with it and the evaluator writes downstream prompts and
 candidate continuations with it, so pre-training and recommendation speak the same language.

@@ -131,7 +131,7 @@ REJECTS_SUFFIX = ".rejected"  # <out_dir>.rejected: the rejects of a build that 
 
 
 def build(config: BuildConfig) -> str:
-    """Runs the build; returns the finished output directory (DESIGN.md §5 + core.schemas)."""
+    """Runs the build; returns the finished output directory (docs/design.md §5 + core.schemas)."""
     import ray
 
     from cprec.core.raytools import init_ray

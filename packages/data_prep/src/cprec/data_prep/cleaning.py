@@ -1,4 +1,4 @@
-"""Cleaning (DESIGN.md §3) as DuckDB queries over Arrow tables of one hash partition of users.
+"""Cleaning (docs/design.md §3) as DuckDB queries over Arrow tables of one hash partition of users.
 
 Each function sees one partition (or the catalogue) and never the whole event log, so the build
 runs them as Ray tasks over partitions. Every record that is dropped comes back as a row of

@@ -1,4 +1,4 @@
-"""The four source formats (DESIGN.md §2): discovery of their files and the reference line parsers.
+"""The four source formats (docs/design.md §2): discovery of their files and the reference line parsers.
 
 `scan` reads the files; every source line becomes one row of EVENT_ROWS or ITEM_ROWS with its
 `source_file`, 1-based `line` and a `status`:

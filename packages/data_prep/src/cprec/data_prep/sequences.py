@@ -1,4 +1,4 @@
-"""Per-user sequences (DESIGN.md §4) and catalogue-replay documents, as DuckDB queries over Arrow.
+"""Per-user sequences (docs/design.md §4) and catalogue-replay documents, as DuckDB queries over Arrow.
 
 Ordering and windows are computed in SQL; the text of each document comes from
 `cprec.core.template`, the one template shared with the evaluator.

@@ -1,4 +1,4 @@
-"""Configuration of `cprec eval` (DESIGN.md §7): datasets, methods, protocol, metrics, report."""
+"""Configuration of `cprec eval` (docs/design.md §7): datasets, methods, protocol, metrics, report."""
 
 from __future__ import annotations
 

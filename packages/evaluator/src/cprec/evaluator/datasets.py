@@ -1,4 +1,4 @@
-"""Downstream datasets (DESIGN.md §7): cleaned by data_prep, split leave-one-out by time, on disk.
+"""Downstream datasets (docs/design.md §7): cleaned by data_prep, split leave-one-out by time, on disk.
 
 A dataset comes from a raw source, cleaned by data_prep's own `build(..., stop_after='interactions')`
 (no second cleaning implementation), or from an existing data_prep output directory. Per user,

@@ -1,4 +1,4 @@
-"""The Warmup-Stable-Annealing schedule (DESIGN.md §6).
+"""The Warmup-Stable-Annealing schedule (docs/design.md §6).
 
 transformers' `get_wsd_schedule` is the scheduler for the cosine, linear and 1-sqrt shapes (with its
 `min_lr_ratio`); only the exponential shape, which it lacks, has a lambda of our own. `wsa_lr` reads

@@ -1,6 +1,6 @@
 """Content-based baseline: TF-IDF cosine between a user's history text and each item's text.
 
-The bar any text-based recommender must clear (DESIGN.md §7). The vectorizer is fitted on the
+The bar any text-based recommender must clear (docs/design.md §7). The vectorizer is fitted on the
 catalogue's item texts (the template's text, the same the LLM sees); a user's profile is the sum
 of their history items' L2-normalised TF-IDF vectors, and an item's score is its cosine to it.
 """

@@ -2,7 +2,7 @@
 
 The prompt is the user's domain-specific history document and a candidate is `continuation(text)`,
 both from cprec.core.template, so the model reads exactly what it read in pre-training. Score forms
-(DESIGN.md §4), all from one forward pass:
+(docs/design.md §4), all from one forward pass:
 - sum:  log p(candidate tokens [+ end] | history prompt)
 - mean: sum / number of scored tokens (removes the length penalty)
 - pmi:  sum minus the same log-likelihood under the empty prompt (removes the item's own prior;
