@@ -31,26 +31,16 @@ def _upto(config: RunConfig, stage: str) -> bool:
 def run(config: RunConfig, preset: str) -> str:
     """Runs the stages up to `config.until`; returns the root directory (report.md at its top)."""
     from cprec.data_prep.build import BuildConfig, build
-    from cprec.data_prep.synth import SynthConfig, synthesize
 
     config.validate()
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
     seeded = {"seed": config.seed}
-    if config.world:
-        # The user's own world: checked whole before anything runs, and its files' sizes and times
-        # are part of every stage's digest, so an edited log is never answered from an old stage.
-        world_json = storage.absolute(config.world)
+    downstream: list[str] = []
+    if config.world:  # checked before anything is written
+        downstream = check_plan(config, storage.absolute(config.world))
+    runner, world_json = world_stage(root, config.world, layered(seeded, config.synth))
+    if not config.world and _upto(config, "data"):  # a generated world exists only now
         downstream = check_plan(config, world_json)
-        runner = StageRunner(root, inputs=world_fingerprint(world_json))
-    else:
-        runner = StageRunner(root)
-        world = runner.run(
-            "world",
-            lambda out: load_config(SynthConfig, base=layered(seeded, config.synth, {"out_dir": out})),
-            synthesize,
-        )
-        world_json = storage.join(world.path, "world.json")
-        downstream = check_plan(config, world_json) if _upto(config, "data") else []
     if not _upto(config, "data"):
         return _finish(runner, root, preset, config)
 
@@ -88,6 +78,22 @@ def run(config: RunConfig, preset: str) -> str:
 
         write_run_report(root, preset, runner.manifest(), eval_dir, _training_dirs(runner))
     return _finish(runner, root, preset, config)
+
+
+def world_stage(root: str, world: str, synth: dict) -> tuple[StageRunner, str]:
+    """The stage runner of `root` and the world.json its stages read: the user's own `world` (its
+    files' sizes and times join every stage's digest, so an edited log is never answered from an old
+    stage) or, when `world` is '', the generated one, a stage itself (`synth`: its SynthConfig options)."""
+    from cprec.data_prep.synth import SynthConfig, synthesize
+
+    if world:
+        world_json = storage.absolute(world)
+        return StageRunner(root, inputs=world_fingerprint(world_json)), world_json
+    runner = StageRunner(root)
+    generated = runner.run(
+        "world", lambda out: load_config(SynthConfig, base=layered(synth, {"out_dir": out})), synthesize
+    )
+    return runner, storage.join(generated.path, "world.json")
 
 
 def train_stage(runner: StageRunner, stage: str, section: dict, data_dir: str, model: str) -> str:
@@ -170,9 +176,8 @@ def check_plan(config: RunConfig, world_json: str) -> list[str]:
         build_config = load_config(BuildConfig, base=layered(section, {"world": world_json, "out_dir": PLACEHOLDER}))
         build_config.validate()
         scan.plan(*resolve_sources(build_config))  # files found, layouts and headers read
-    eval_check = eval_config(config, world_json, [{"kind": "popularity"}], PLACEHOLDER)
-    eval_check.validate()
-    downstream = [spec.name for spec in dataset_specs(eval_check)]
+    specs = dataset_specs(eval_config(config, world_json, [{"kind": "popularity"}], PLACEHOLDER))
+    downstream = [spec.name for spec in specs]
     unknown = sorted(set(config.sft_datasets) - set(downstream))
     if unknown:
         raise CPRecError(

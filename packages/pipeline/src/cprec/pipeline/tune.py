@@ -29,7 +29,7 @@ import numpy as np
 from cprec.core import storage
 from cprec.core.config import config_digest, load_config, option, to_yaml
 from cprec.core.errors import CPRecError
-from cprec.pipeline.run import layered, train_stage, world_fingerprint
+from cprec.pipeline.run import layered, train_stage, world_stage
 from cprec.pipeline.stages import StageRunner
 
 log = logging.getLogger("cprec.pipeline")
@@ -244,11 +244,9 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
 
     config.validate()
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
-    if config.world:  # the same digests as `cprec run world=...`, so its stages are reused
-        runner = StageRunner(root, inputs=world_fingerprint(storage.absolute(config.world)))
-    else:
-        runner = StageRunner(root)
-    world_json, data_dir, base_model = _base_stages(runner, config)
+    # the world as `cprec run` finds or makes it, so their digests, and stages, are shared
+    runner, world_json = world_stage(root, config.world, config.synth)
+    data_dir, base_model = _base_stages(runner, config, world_json)
     downstream = _downstream_stage(runner, config, world_json)
     ks = load_config(EvalConfig, base=layered(config.eval, {"world": world_json})).ks
     if METRIC not in {f"ndcg@{k}" for k in ks}:
@@ -346,27 +344,16 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     return TuneResult(experiment_dir, rows, best, best_config)
 
 
-def _base_stages(runner: StageRunner, config: TuneConfig) -> tuple[str, str, str]:
-    """world -> data -> base, configured exactly as `cprec run` does, so their outputs are shared."""
+def _base_stages(runner: StageRunner, config: TuneConfig, world_json: str) -> tuple[str, str]:
+    """data -> base, configured exactly as `cprec run` does, so their outputs are shared."""
     from cprec.data_prep.build import BuildConfig, build
-    from cprec.data_prep.synth import SynthConfig, synthesize
-
-    if config.world:
-        world_json = storage.absolute(config.world)
-    else:
-        world = runner.run(
-            "world",
-            lambda out: load_config(SynthConfig, base=layered(config.synth, {"out_dir": out})),
-            synthesize,
-        )
-        world_json = storage.join(world.path, "world.json")
 
     def configure(out: str) -> BuildConfig:
         return load_config(BuildConfig, base=layered(config.data, {"world": world_json, "out_dir": out}))
 
     data_dir = runner.run("data", configure, build).path
     base_model = train_stage(runner, "base", layered(config.train, config.base), data_dir, model="")
-    return world_json, data_dir, base_model
+    return data_dir, base_model
 
 
 def _downstream_stage(runner: StageRunner, config: TuneConfig, world_json: str) -> dict[str, dict]:
