@@ -88,6 +88,36 @@ def read_json(uri: str, label: str = "") -> Any:
             raise CPRecError(f"{label + ' ' if label else ''}{uri} is not valid JSON: {exc}") from exc
 
 
+def read_text(uri: str) -> str:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Writes `data` at `uri` (local or object storage), creating the parent directories."""
+    fs, path = filesystem(uri)
+    if "/" in path.rstrip("/"):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode())
+
+
+def write_json(uri: str, payload: Any, indent: int | None = 2) -> None:
+    """`payload` as JSON at `uri`; numpy scalars and arrays are written as numbers and lists."""
+    write_text(uri, json.dumps(payload, indent=indent, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy here
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

@@ -45,6 +45,13 @@ class MethodConfig:
     model: str = option("", help="llm/sft: Hugging Face causal LM path (base model or `cprec train` export)")
     form: str = option("auto", help="llm/sft score form: sum | mean | pmi | auto (chosen on valid NDCG@10)")
     datasets: list[str] = option([], help="evaluate this method only on these datasets (empty = all)")
+    models: dict[str, str] = option(
+        {}, help="llm: a model per dataset name (e.g. each dataset's fine-tuned model); `model` for the rest"
+    )
+    base: str = option(
+        "", help="the pre-trained model this method stands for (Base, CPRec, a variant); '' for the baselines"
+    )
+    fine_tuned: bool = option(False, help="llm: the models were fine-tuned on each dataset (SFT) before scoring")
 
     def label(self) -> str:
         if self.name:
