@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from cprec.core.sources import SourceConfig
 from cprec.data_prep import files, scan
-from cprec.data_prep.readers import EVENT_ROWS, SourceConfig
+from cprec.data_prep.readers import EVENT_ROWS
 
 
 def scan_tables(work: Path, sources: list[SourceConfig], catalogs: list[SourceConfig] = (), partitions: int = 4) -> dict:

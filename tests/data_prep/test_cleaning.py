@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from cprec.core.schemas import RAW_EVENTS, RAW_ITEMS
+from cprec.core.schemas import ITEMS, RAW_EVENTS, RAW_ITEMS
 from cprec.data_prep import cleaning
 
 
@@ -43,7 +43,7 @@ def test_dedupe_items_keeps_first_row_by_file_and_line_and_lists_untitled():
 
 def test_clean_events_dedupes_to_earliest_and_rejects_unknown_items():
     catalogue = pa.table(
-        {"item_id": ["i1", "i2", "i3"], "domain": ["Books"] * 3, "text": ["t1", "t2", ""]}, schema=cleaning.CATALOGUE
+        {"item_id": ["i1", "i2", "i3"], "domain": ["Books"] * 3, "text": ["t1", "t2", ""]}, schema=ITEMS
     )
     raw = events(
         [

@@ -14,8 +14,9 @@ import pytest
 from cprec.core import template
 from cprec.core.config import describe
 from cprec.core.errors import CPRecError
+from cprec.core.sources import SourceConfig
 from cprec.data_prep import readers
-from cprec.data_prep.readers import Reject, Skip, SourceConfig
+from cprec.data_prep.readers import Reject, Skip
 
 MS_2020 = 1_600_000_000_000
 

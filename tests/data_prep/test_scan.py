@@ -16,8 +16,8 @@ import pytest
 from scan_fixture import rows_by_line, scan_tables
 
 from cprec.core.errors import CPRecError
+from cprec.core.sources import SourceConfig
 from cprec.data_prep import readers, scan
-from cprec.data_prep.readers import SourceConfig
 
 MS_2020 = 1_600_000_000_000
 RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"

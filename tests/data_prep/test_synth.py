@@ -13,9 +13,9 @@ import pytest
 from scan_fixture import scan_tables
 
 from cprec.core.errors import CPRecError
+from cprec.core.sources import SourceConfig
 from cprec.core.template import TEMPLATE_VERSION
 from cprec.data_prep import synth
-from cprec.data_prep.readers import SourceConfig
 from cprec.data_prep.synth import SynthConfig
 
 

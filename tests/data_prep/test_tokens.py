@@ -4,6 +4,7 @@ import pytest
 
 from cprec.core import template
 from cprec.core.schemas import TOKENS
+from cprec.core.tokenizer import load_tokenizer
 from cprec.data_prep import tokens
 
 TEXTS = [template.item_text("Books", f"The Velvet Harbor {n}", "Northwind Press", "Mystery") for n in range(30)] + [
@@ -133,6 +134,6 @@ def test_a_tokenizer_on_object_storage_loads(s3, tmp_path, tokenizer):
 
     uri = f"{s3.bucket('tokens')}/{tmp_path.name}/tokenizer"  # tokens.tokenizer=s3://...
     tokens.save_tokenizer(tokenizer, uri)
-    assert tokens.load_tokenizer(uri).get_vocab() == tokenizer.get_vocab()
+    assert load_tokenizer(uri, require_fast=True).get_vocab() == tokenizer.get_vocab()
     with pytest.raises(CPRecError, match=f"^tokenizer not found at {uri}-missing$"):
-        tokens.load_tokenizer(uri + "-missing")
+        load_tokenizer(uri + "-missing", require_fast=True)

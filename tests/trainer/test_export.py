@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Cache, LlamaConfig
 from cprec.core import template
 from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
+from cprec.core.tokenizer import load_tokenizer as load_any_tokenizer
 from cprec.data_prep import tokens
 from cprec.trainer.config import TinyModelConfig, TrainConfig
 from cprec.trainer.model import export_model, load_model, load_tokenizer, tiny_model
@@ -119,7 +120,8 @@ def test_a_plain_generate_on_the_export_uses_the_kv_cache(exported):
     [(lambda: Qwen2Tokenizer().train_new_from_iterator(DOCUMENTS, 400), "qwen2"), (gpt2_style_tokenizer, "llama")],
 )
 def test_a_real_models_tokenizer_keeps_its_class_and_ids(tmp_path, own, arch):
-    source = tokens.load_tokenizer(str(checkpoint(tmp_path / "model", own(), arch)))  # tokens.tokenizer=<path>
+    # as the data build loads tokens.tokenizer=<path>
+    source = load_any_tokenizer(str(checkpoint(tmp_path / "model", own(), arch)), require_fast=True)
     directory, _ = export(source, tmp_path, arch)
     reloaded = AutoTokenizer.from_pretrained(directory)
     assert type(reloaded) is type(source)

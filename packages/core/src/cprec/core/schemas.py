@@ -1,7 +1,7 @@
 """Arrow schemas of every table that crosses a package boundary (docs/design.md §5).
 
-Readers produce RAW_EVENTS and RAW_ITEMS; data_prep writes ITEMS, INTERACTIONS, SEQUENCES and
-TOKENS; the trainer and evaluator read them. Column names used across packages are named here.
+Readers produce RAW_EVENTS and RAW_ITEMS; data_prep writes ITEMS, INTERACTIONS, SEQUENCES, TOKENS
+and REJECTS; the trainer and evaluator read them. Column names used across packages are named here.
 """
 
 from __future__ import annotations
@@ -34,16 +34,21 @@ RAW_ITEMS = pa.schema(
     ]
 )
 
-# A rejected record keeps its raw text, so nothing is lost and it can be fixed and fed again.
+# Every dropped record as written to rejects/. It keeps its raw text, so nothing is lost and it can
+# be fixed and fed again; `status` says whether it counts against the reject-rate bound ('reject')
+# or is valid input that is not used ('skip').
 REJECTS = pa.schema(
     [
         ("source_file", pa.string()),
         ("line", pa.int64()),
         ("reason", pa.string()),
         ("record", pa.string()),
+        ("status", pa.string()),  # 'reject' or 'skip'
+        ("domain", pa.string()),
     ]
 )
 
+# items.parquet; data_prep's catalogue has the same columns before untitled items (text '') are dropped.
 ITEMS = pa.schema([("item_id", pa.string()), ("domain", pa.string()), ("text", pa.string())])
 
 INTERACTIONS = pa.schema(

@@ -242,10 +242,9 @@ def atomic_output(uri: str, stage: str) -> Iterator[str]:
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir_contents(path, missing_dir_ok=True)
     fs.create_dir(path, recursive=True)
-    _write_owner_to(fs, f"{path.rstrip('/')}/{OWNER_FILE}", stage)
+    write_text(join(uri, OWNER_FILE), _owner(stage))
     yield str(uri)
-    with fs.open_output_stream(f"{path.rstrip('/')}/{SUCCESS_MARKER}") as stream:
-        stream.write(_marker(stage).encode())
+    write_text(join(uri, SUCCESS_MARKER), _marker(stage))
     fs.delete_file(f"{path.rstrip('/')}/{OWNER_FILE}")
 
 
@@ -357,11 +356,6 @@ def _owner(stage: str) -> str:
 
 def _write_owner(file: Path, stage: str) -> None:
     file.write_text(_owner(stage))
-
-
-def _write_owner_to(fs: pafs.FileSystem, path: str, stage: str) -> None:
-    with fs.open_output_stream(path) as stream:
-        stream.write(_owner(stage).encode())
 
 
 def _read_record(fs: pafs.FileSystem, path: str) -> dict:

@@ -39,16 +39,19 @@ from cprec.core.schemas import (
     ITEMS,
     ITEMS_FILE,
     RAW_EVENTS,
+    REJECTS,
     REJECTS_DIR,
     SEQUENCES_DIR,
     STATS_FILE,
     TOKENIZER_DIR,
     TOKENS_DIR,
 )
+from cprec.core.sources import SourceConfig
+from cprec.core.tokenizer import load_tokenizer
 from cprec.core.world import load_world, world_dir, world_source
 from cprec.data_prep import cleaning, files, scan, sequences, tokens
 from cprec.data_prep.config import CleaningConfig, SequenceConfig, TokenConfig
-from cprec.data_prep.readers import EVENT_ROWS, SourceConfig
+from cprec.data_prep.readers import EVENT_ROWS
 
 log = logging.getLogger("cprec.data_prep.build")
 
@@ -249,7 +252,7 @@ class _Build:
         if c.stop_after == "tokens":
             with self.step("tokens"):
                 self.tokenize()
-        files.write_json(json.dumps(self.stats, indent=2, sort_keys=True) + "\n", storage.join(self.out, STATS_FILE))
+        storage.write_text(storage.join(self.out, STATS_FILE), json.dumps(self.stats, indent=2, sort_keys=True) + "\n")
         files.remove(self.work)
 
     def read_sources(self) -> dict[str, list]:
@@ -315,7 +318,7 @@ class _Build:
             dst_fs.create_dir(dst, recursive=True)
             pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
             stats = json.dumps(self.stats, indent=2, sort_keys=True) + "\n"
-            files.write_json(stats, storage.join(staging, STATS_FILE))
+            storage.write_text(storage.join(staging, STATS_FILE), stats)
         return aside
 
     def kcore(self, distinct_refs: list, first_counts: list):
@@ -465,7 +468,7 @@ def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa
     bad = con.sql(
         "SELECT source_file, line, reason, record, status, domain FROM raw WHERE status <> 'ok'"
     ).to_arrow_table()
-    files.write_table(pa.concat_tables([bad.cast(cleaning.DROPPED), dropped]), storage.join(work, "dropped", dropped_name))
+    files.write_table(pa.concat_tables([bad.cast(REJECTS), dropped]), storage.join(work, "dropped", dropped_name))
     return raw, catalogue
 
 
@@ -550,7 +553,7 @@ def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:
     """All rejects and skips, sorted, into rejects/; counts by reason, domain and file."""
     con = cleaning.connect(threads, memory)
     unparsed = _partition_events(work, -1)
-    dropped = files.read_table(storage.join(work, "dropped"), cleaning.DROPPED)
+    dropped = files.read_table(storage.join(work, "dropped"), REJECTS)
     con.register("unparsed", unparsed)
     con.register("dropped", dropped)
     table = con.sql(
@@ -560,7 +563,7 @@ def _rejects_task(work: str, out: str, threads: int, memory: str) -> dict:
           UNION ALL SELECT * FROM dropped
         ) ORDER BY source_file, line, reason
         """
-    ).to_arrow_table().cast(cleaning.DROPPED)
+    ).to_arrow_table().cast(REJECTS)
     files.write_table(table, storage.join(out, REJECTS_DIR, "part-00000.parquet"))
     con.register("all_dropped", table)
     stats: dict = {"files": {}, "records": {"events": unparsed.num_rows}}
@@ -665,7 +668,7 @@ def _items_file_task(work: str, out: str, threads: int, memory: str, *distinct: 
 def _tokenizer_task(work: str, out: str, config: TokenConfig, with_catalogues: bool) -> tokens.TokenizerSpec:
     items = _text_items(work, out, with_catalogues)
     if config.tokenizer:
-        tokenizer = tokens.load_tokenizer(config.tokenizer)
+        tokenizer = load_tokenizer(config.tokenizer, require_fast=True)
     else:
         domains = sorted(set(items["domain"].to_pylist()))
         headers = [template.header(k, d) for d in domains for k in ("domain", "catalog")]

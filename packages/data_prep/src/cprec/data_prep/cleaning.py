@@ -2,7 +2,7 @@
 
 Each function sees one partition (or the catalogue) and never the whole event log, so the build
 runs them as Ray tasks over partitions. Every record that is dropped comes back as a row of
-`DROPPED` (a reject or a skip, with its file, line and reason), so nothing disappears silently.
+core's `REJECTS` (a reject or a skip, with its file, line and reason), so nothing disappears silently.
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import pyarrow as pa
 
 from cprec.core import template
 from cprec.core.errors import CPRecError
-from cprec.core.schemas import INTERACTIONS, REJECTS
-
-# Rejects and skips as written to rejects/: REJECTS plus whether the record counts against the
-# reject-rate bound ('reject') or is valid input that is not used ('skip'), and its domain.
-DROPPED = REJECTS.append(pa.field("status", pa.string())).append(pa.field("domain", pa.string()))
-
-# The catalogue after metadata dedupe: `text` is '' for items without a usable title.
-CATALOGUE = pa.schema([("item_id", pa.string()), ("domain", pa.string()), ("text", pa.string())])
+from cprec.core.schemas import INTERACTIONS, ITEMS, REJECTS
 
 # Reasons, as short codes like the readers' (`missing_field:user_id`).
 UNKNOWN_ITEM = "unknown_item"  # an event whose item has no metadata row (a reject)
@@ -60,9 +53,9 @@ def with_item_text(raw_items: pa.Table) -> pa.Table:
 def dedupe_items(raw_items: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Table, pa.Table]:
     """The first metadata row per item_id by (source_file, line), with its text; and the dropped rows.
 
-    `raw_items` are RAW_ITEMS rows with their `text` (`with_item_text`). Returns (CATALOGUE sorted by
-    item_id, DROPPED). Items whose text is '' stay in the catalogue so that their events are counted
-    as 'untitled', not as 'unknown'; they are also listed as skips.
+    `raw_items` are RAW_ITEMS rows with their `text` (`with_item_text`). Returns (the catalogue as
+    ITEMS rows sorted by item_id, REJECTS). Items whose text is '' stay in the catalogue so that their
+    events are counted as 'untitled', not as 'unknown'; they are also listed as skips.
     """
     con = con or connect()
     con.register("raw_items", raw_items)
@@ -84,11 +77,11 @@ def dedupe_items(raw_items: pa.Table, con: duckdb.DuckDBPyConnection | None = No
         """
     ).to_arrow_table()
     con.execute("DROP TABLE ranked_items")
-    return catalogue.cast(CATALOGUE), dropped.cast(DROPPED)
+    return catalogue.cast(ITEMS), dropped.cast(REJECTS)
 
 
 def titled(catalogue: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """(item_id, titled) of a CATALOGUE: all that cleaning events needs of it, without the texts."""
+    """(item_id, titled) of a catalogue (`dedupe_items`): all that cleaning events needs of it, without the texts."""
     con = con or connect()
     con.register("catalogue_texts", catalogue)
     return con.sql("SELECT item_id, text <> '' AS titled FROM catalogue_texts").to_arrow_table()
@@ -100,7 +93,7 @@ def clean_events(
     """Drops events of unknown items (rejects), of untitled items and later duplicates of a pair (skips).
 
     `events` are RAW_EVENTS rows that parsed, `titles` the catalogue's (item_id, titled) (`titled`).
-    Returns (INTERACTIONS, DROPPED), unordered: every later step sorts what it writes. A duplicate
+    Returns (INTERACTIONS, REJECTS), unordered: every later step sorts what it writes. A duplicate
     (user, item) keeps its earliest event (ties: source file, then line).
     """
     con = con or connect()
@@ -130,7 +123,7 @@ def clean_events(
     ).to_arrow_table()
     con.execute("DROP TABLE joined")
     con.unregister("events")
-    return clean.cast(INTERACTIONS), dropped.cast(DROPPED)
+    return clean.cast(INTERACTIONS), dropped.cast(REJECTS)
 
 
 def _user_key(per_domain: bool) -> str:

@@ -40,13 +40,6 @@ def read_table(uri: str, schema: pa.Schema | None = None, columns: list[str] | N
     return dataset.to_table(columns=columns)
 
 
-def write_json(text: str, uri: str) -> None:
-    fs, path = storage.filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as stream:
-        stream.write(text.encode())
-
-
 def remove(uri: str) -> None:
     fs, path = storage.filesystem(uri)
     if storage.exists(uri):

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from cprec.core import storage
 from cprec.core.errors import CPRecError
+from cprec.core.sources import SourceConfig
 from cprec.data_prep import cleaning, readers, sequences
 from cprec.data_prep.readers import (
     EVENT_ROWS,
@@ -53,7 +54,6 @@ from cprec.data_prep.readers import (
     MIN_TIMESTAMP_MS,
     Reject,
     Skip,
-    SourceConfig,
     SourceFile,
 )
 

@@ -878,9 +878,7 @@ def write_world(world: World, config: SynthConfig, directory: str, final: str) -
         "counts": counts,
         "config": {k: v for k, v in to_dict(config).items() if k != "out_dir"},
     }  # fmt: skip
-    with open(os.path.join(directory, "world.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    storage.write_text(os.path.join(directory, "world.json"), json.dumps(manifest, indent=2) + "\n")
 
 
 def _sql_path(*parts: str) -> str:

@@ -57,25 +57,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return Qwen2Tokenizer(tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
 
 
-def load_tokenizer(name: str):
-    """A Hugging Face fast tokenizer from a path, an object-store directory or a hub id; pad falls back
-    to EOS when it has none."""
-    from transformers import AutoTokenizer
-
-    source = storage.local_copy(name, "tokenizer")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as exc:  # transformers raises OSError, ValueError, ... for a bad path or id
-        raise CPRecError(f"cannot load tokenizer {name!r}: {exc}".splitlines()[0]) from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise CPRecError(f"tokenizer {name!r} has no fast (Rust) implementation, which the build needs")
-    if tokenizer.eos_token_id is None:
-        raise CPRecError(f"tokenizer {name!r} has no EOS token, which ends every document")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 @dataclass(frozen=True)
 class TokenizerSpec:
     """What a Ray worker needs to tokenize: the Rust tokenizer as JSON and the special ids (picklable)."""
@@ -277,13 +258,11 @@ def token_stats(table: pa.Table) -> dict[str, int]:
 
 def save_tokenizer(tokenizer, uri: str) -> None:
     """Writes a Hugging Face tokenizer directory to a local or object-store path."""
-    fs, path = storage.filesystem(uri)
     with tempfile.TemporaryDirectory() as local:
         tokenizer.save_pretrained(local)
-        fs.create_dir(path, recursive=True)
         for name in sorted(os.listdir(local)):
-            with open(os.path.join(local, name), "rb") as src, fs.open_output_stream(f"{path}/{name}") as dst:
-                dst.write(src.read())
+            with open(os.path.join(local, name), "rb") as file:
+                storage.write_bytes(storage.join(uri, name), file.read())
 
 
 def write_token_dir(out_dir: str, split_kind_tables: Mapping[tuple[str, str], pa.Table], tokenizer) -> str:
@@ -291,7 +270,7 @@ def write_token_dir(out_dir: str, split_kind_tables: Mapping[tuple[str, str], pa
 
     For token data made outside `cprec data build`, e.g. SFT sequences packed with `pack_documents`.
     """
-    from cprec.data_prep.files import TOKEN_ROW_GROUP_ROWS, write_json, write_table
+    from cprec.data_prep.files import TOKEN_ROW_GROUP_ROWS, write_table
 
     stats: dict[str, dict[str, dict[str, int]]] = {}
     with storage.atomic_output(out_dir, "token data") as staging:
@@ -301,5 +280,5 @@ def write_token_dir(out_dir: str, split_kind_tables: Mapping[tuple[str, str], pa
             write_table(table, storage.join(staging, TOKENS_DIR, split, kind, "part-00000.parquet"), TOKEN_ROW_GROUP_ROWS)
             stats.setdefault("tokens", {}).setdefault(split, {})[kind] = token_stats(table)
         save_tokenizer(tokenizer, storage.join(staging, TOKENIZER_DIR))
-        write_json(json.dumps(stats, indent=2, sort_keys=True), storage.join(staging, STATS_FILE))
+        storage.write_text(storage.join(staging, STATS_FILE), json.dumps(stats, indent=2, sort_keys=True))
     return out_dir

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from cprec.core import storage, template
+from cprec.core import tokenizer as core_tokenizer
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKENIZER_DIR
 from cprec.trainer.config import TinyModelConfig, TrainConfig
@@ -25,15 +26,9 @@ PROBE = template.document(
 
 def load_tokenizer(data_dir: str) -> PreTrainedTokenizerBase:
     """The tokenizer the data was built with (from this node's cache when remote)."""
-    uri = storage.join(data_dir, TOKENIZER_DIR)
-    if not storage.exists(uri):
-        raise CPRecError(f"no tokenizer in the data build at {uri}")
-    tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(uri, "tokenizer"))
-    if tokenizer.eos_token_id is None:
-        raise CPRecError(f"the tokenizer at {uri} has no eos token; documents must end with one")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    # made absolute, so that a missing relative directory is reported as missing, never looked up on the hub
+    uri = storage.absolute(storage.join(data_dir, TOKENIZER_DIR))
+    return core_tokenizer.load_tokenizer(uri, what="data build tokenizer")
 
 
 def tiny_model(

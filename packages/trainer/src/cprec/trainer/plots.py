@@ -65,9 +65,7 @@ def plot_schedule(config: ScheduleConfig, total: int, out: str | Path) -> Path:
 def plot_loss(metrics_file: str | Path, out: str | Path) -> str:
     """Training loss per step and validation loss where measured, from metrics.jsonl (local or remote)."""
     plt = _pyplot()
-    fs, path = storage.filesystem(str(metrics_file))
-    with fs.open_input_stream(path) as stream:
-        records = [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
+    records = [json.loads(line) for line in storage.read_text(str(metrics_file)).splitlines() if line.strip()]
     fig, axis = plt.subplots(figsize=(7, 4))
     axis.plot([r["step"] for r in records], [r["loss"] for r in records], label="train loss", lw=1)
     valid = [r for r in records if r.get("val_loss") is not None]
@@ -85,8 +83,5 @@ def _save(plt, fig, uri: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    fs, path = storage.filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as stream:
-        stream.write(buffer.getvalue())
+    storage.write_bytes(uri, buffer.getvalue())
     return uri
