@@ -54,7 +54,7 @@ def test_data_build_and_two_worker_training_across_two_nodes(tmp_path):
 
     assert (tmp_path / "cpt" / "model" / "config.json").is_file()
     assert (tmp_path / "cpt" / "model" / "_SUCCESS").is_file()
-    checkpoints = sorted((storage / "cprec-train").glob("checkpoint_*"))
+    checkpoints = sorted((storage / "cprec-train").glob("step-*"))
     assert checkpoints, f"no checkpoint in the shared storage {storage}"
     records = [json.loads(line) for line in (tmp_path / "cpt" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 6

@@ -1,17 +1,40 @@
 """End to end on Ray Train: 2 CPU workers, gloo, DeepSpeed ZeRO-2; recovery from a dead worker and
-from a restarted job, both landing on the same trajectory as an uninterrupted run."""
+from a restarted job, both landing on the same trajectory as an uninterrupted run; several runs in
+one worker group, each with its own checkpoints and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import ray.cloudpickle
 
+from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.trainer.config import TrainConfig
-from cprec.trainer.fit import fit
-from cprec.trainer.loop import deepspeed_config
+from cprec.trainer.fit import fit, fit_group
+from cprec.trainer.loop import TrainHook, deepspeed_config
+
+# The hooks below travel to Ray's workers, which cannot import this test module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class FailOnce(TrainHook):
+    """The last worker raises once at `step` of every run; a marker in the run's output_dir lets the
+    retry pass, as a crashed node would not come back."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def before_step(self, run, step, rank, world):
+        if step == self.step and rank == world - 1:
+            marker = storage.join(run.config.output_dir, ".injected-failure")
+            if not storage.exists(marker):
+                storage.write_json(marker, {"step": step})
+                raise RuntimeError(f"injected failure at step {step}")
 
 STEPS = 24
 
@@ -93,15 +116,16 @@ def test_a_dead_worker_resumes_from_the_last_checkpoint_and_a_finished_job_is_no
     baseline, token_build, tmp_path
 ):
     _, reference = baseline
-    result = fit(config(token_build, tmp_path, fail_at_step=13))
+    result = fit(config(token_build, tmp_path), hooks=[FailOnce(13)])
     assert (tmp_path / ".injected-failure").exists()
     resumed = [r for r in records(tmp_path) if r["start_step"] > 0]
     assert resumed and {r["start_step"] for r in resumed} == {8}  # restored from the step-8 checkpoint
     assert_same_run(tmp_path, reference)
     assert result.metrics["step"] == STEPS
 
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000016", "step-00000024"]
     before = (tmp_path / "metrics.jsonl").read_text()
-    again = fit(config(token_build, tmp_path))  # same name and storage: found finished
+    again = fit(config(token_build, tmp_path))  # same output_dir and steps: found finished
     assert (tmp_path / "metrics.jsonl").read_text() == before
     assert again.metrics["step"] == STEPS
 
@@ -110,8 +134,8 @@ def test_a_dead_worker_resumes_from_the_last_checkpoint_and_a_finished_job_is_no
 def test_a_restarted_job_resumes_instead_of_starting_over(baseline, token_build, tmp_path):
     _, reference = baseline
     with pytest.raises(CPRecError, match="injected failure"):
-        fit(config(token_build, tmp_path, fail_at_step=18, **{"checkpoint.max_failures": 0}))
-    fit(config(token_build, tmp_path))  # the same name and storage: picks up the step-16 checkpoint
+        fit(config(token_build, tmp_path, **{"checkpoint.max_failures": 0}), hooks=[FailOnce(18)])
+    fit(config(token_build, tmp_path))  # the same output_dir: picks up its step-16 checkpoint
     assert {r["start_step"] for r in records(tmp_path) if r["step"] > 16} == {16}
     assert_same_run(tmp_path, reference)
 
@@ -175,3 +199,39 @@ def test_an_output_dir_over_or_inside_an_input_is_refused_before_ray(tmp_path, m
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "model", "run"]
     with pytest.raises(CPRecError, match=r"checkpoint\.name '\.\./x' is not a safe name"):
         load_config(TrainConfig, None, ["data_dir=d", "output_dir=o", "checkpoint.name=../x"])
+
+
+def test_runs_of_one_worker_group_each_train_resume_and_export_on_their_own(ray_local, baseline, token_build, tmp_path):
+    reference_result, reference = baseline
+    short = {"steps": 6, "checkpoint.every": 3, "eval_every": 0, "log_every": 6}
+    first = config(token_build, tmp_path / "first", **short, **{"checkpoint.name": "first"})
+    second = config(token_build, tmp_path / "second", **short, **{"checkpoint.name": "second", "seed": 1})
+    finished = config(token_build, reference)  # the baseline's run: found finished, not trained again
+    before = (reference / "metrics.jsonl").read_text()
+    results = fit_group([finished, first, second], hooks=[FailOnce(4)])
+    assert (reference / "metrics.jsonl").read_text() == before
+    assert results[0].metrics == reference_result.metrics
+    for result, out in zip(results[1:], (tmp_path / "first", tmp_path / "second")):
+        assert Path(result.model_dir, "model.safetensors").exists()
+        steps = records(out)
+        assert [r["step"] for r in steps] == list(range(1, 7))
+        # each run failed once at step 4 and resumed from its own step-3 checkpoint
+        assert {r["start_step"] for r in steps if r["step"] > 3} == {3}
+        assert {"set_up", "restore", "steps", "save", "export"} <= set(result.seconds)
+    assert records(tmp_path / "first")[0]["loss"] != records(tmp_path / "second")[0]["loss"]  # seeds differ
+
+    alone = fit(dataclasses.replace(second, output_dir=str(tmp_path / "alone")))
+    # a run trains the same in a group as alone
+    assert [r["loss"] for r in records(tmp_path / "alone")] == pytest.approx(
+        [r["loss"] for r in records(tmp_path / "second")], rel=1e-4
+    )
+    assert alone.metrics["step"] == 6
+
+
+def test_a_group_refuses_runs_that_need_other_workers_or_share_an_output(tmp_path):
+    one = config(tmp_path, tmp_path / "a")
+    other = config(tmp_path, tmp_path / "b", **{"scaling.num_workers": 1})
+    with pytest.raises(CPRecError, match="same scaling"):
+        fit_group([one, other])
+    with pytest.raises(CPRecError, match="distinct output_dirs"):
+        fit_group([one, config(tmp_path, tmp_path / "a", seed=3)])

@@ -110,8 +110,12 @@ class ScalingOptions:
 class CheckpointOptions:
     every: int = option(20, help="save a DeepSpeed checkpoint every N optimizer steps (and at the end)")
     num_to_keep: int = option(2, help="checkpoints kept in storage")
-    storage_path: str = option("", help="Ray Train storage (local or s3://, gs://); '' = <output_dir>/runs")
-    name: str = option("cprec-train", help="run name; re-running with the same name and storage resumes it")
+    storage_path: str = option(
+        "",
+        help="checkpoints go to <storage_path>/<name> (local or s3://, gs://; shared by every node); "
+        "'' = <output_dir>/checkpoints",
+    )
+    name: str = option("cprec-train", help="run name (progress lines; its checkpoint directory under storage_path)")
     max_failures: int = option(1, help="worker-group restarts from the last checkpoint before giving up")
 
 
@@ -153,7 +157,6 @@ class TrainConfig:
     peak_tflops: float = option(
         0.0, help="peak TFLOP/s per worker for the MFU estimate; 0 = by GPU name (H100/H200), else no MFU"
     )
-    fail_at_step: int = option(0, help="testing: the last worker raises once at this step (0 = never)")
 
     def validate(self) -> None:
         if not self.data_dir:

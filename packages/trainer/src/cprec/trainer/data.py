@@ -11,7 +11,7 @@ batch at step t on worker r is a pure function of (seed, t, r) and the shard fil
   seeded generator, so how many rows of each kind a worker consumed before step t is a sum of draws.
 
 A (re)started worker group gets datasets that begin at the unit holding its next row (the factory
-reads the step of the last checkpoint); the worker drops the few rows before its position, which it
+reads the step of the run's last committed checkpoint); the worker drops the few rows before its position, which it
 knows by the (unit ordinal, offset) every row carries. Nothing is seen twice or skipped.
 """
 
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKEN_KINDS, TOKENS_DIR
+from cprec.trainer.checkpoints import latest_progress
 from cprec.trainer.config import PHASES, TrainConfig
 from cprec.trainer.schedule import phase_steps
 
@@ -236,26 +237,19 @@ def unit_dataset(descriptors: list[dict]):
     return dataset
 
 
-def read_resume_step(hint_uri: str) -> int:
-    """The step of a checkpoint known to be committed (0 when none): where streams may start."""
-    if not storage.exists(hint_uri):
-        return 0
-    fs, path = storage.filesystem(hint_uri)
-    with fs.open_input_stream(path) as stream:
-        return int(json.loads(stream.read().decode())["step"])
-
-
 @dataclass
 class DatasetFactory:
     """Called by Ray Train at every (re)start of the worker group: fresh datasets that begin where
-    the last committed checkpoint left off (a lower bound; workers drop rows before their position)."""
+    the run's last committed checkpoint left off (workers drop the rows before their position).
+    `run`: the run's index in its worker group, which prefixes its dataset names."""
 
     plan: DataPlan
-    hint_uri: str
+    checkpoints: str
+    run: int = 0
 
     def train(self, kind: str, rank: int):
         def build():
-            step = min(read_resume_step(self.hint_uri), self.plan.steps)
+            step = min(latest_progress(self.checkpoints)["step"], self.plan.steps)
             consumed = self.plan.consumed(rank, step)[kind]
             first, offset = self.plan.position(kind, rank, consumed)
             needed = offset + (self.plan.steps - step) * self.plan.slots
@@ -272,21 +266,21 @@ class DatasetFactory:
 
     def datasets(self) -> dict:
         out = {
-            train_name(kind, rank): self.train(kind, rank)
+            train_name(self.run, kind, rank): self.train(kind, rank)
             for kind in self.plan.kinds
             for rank in range(self.plan.world)
         }
         if self.plan.valid_units:
-            out.update({valid_name(rank): self.valid(rank) for rank in range(self.plan.world)})
+            out.update({valid_name(self.run, rank): self.valid(rank) for rank in range(self.plan.world)})
         return out
 
 
-def train_name(kind: str, rank: int) -> str:
-    return f"train.{kind}.{rank}"
+def train_name(run: int, kind: str, rank: int) -> str:
+    return f"{run}.train.{kind}.{rank}"
 
 
-def valid_name(rank: int) -> str:
-    return f"valid.{rank}"
+def valid_name(run: int, rank: int) -> str:
+    return f"{run}.valid.{rank}"
 
 
 class KindStream:

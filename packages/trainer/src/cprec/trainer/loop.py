@@ -1,8 +1,11 @@
-"""The per-worker training function run by Ray Train: a DeepSpeed engine over the packed stream.
+"""The per-worker training function run by Ray Train: DeepSpeed engines over the packed streams.
 
-Each worker restores the latest checkpoint Ray Train hands it (after a worker failure or a job
-restart), continues at the step it stores with the LR scheduler's state, and reads the data from
-exactly the rows that come next (see data.py). Rank 0 writes the metrics and the final HF export.
+A worker group trains its runs one after another (fit.fit_group). Each run goes through named
+steps: `set_up` (tokenizer, model, optimizer, DeepSpeed), `restore` (the run's newest complete
+checkpoint, after a worker failure or a job restart), `train_step` (one optimizer step over exactly
+the rows that come next, data.py), `validate`, `save` (a checkpoint in the run's own storage,
+checkpoints.py), `export` (the Hugging Face model) and `tear_down`. Rank 0 writes the metrics, the
+export and the run record (RUN_RECORD, with the seconds each part took).
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cprec.core import storage
 from cprec.core.errors import CPRecError
+from cprec.trainer import checkpoints
 from cprec.trainer.config import TrainConfig
 from cprec.trainer.data import Batches, DataPlan, train_name, valid_name
 
 CHECKPOINT_TAG = "ds"
-PROGRESS_FILE = "progress.json"
-EXPORT_DIR = "hf"
+MODEL_DIR = "model"
+RUN_RECORD = "train.json"  # written last: the run trained `steps` and exported its model
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16, per GPU
 
 
@@ -180,42 +186,155 @@ def _distributed_env(ctx) -> None:
     os.environ.setdefault("MASTER_PORT", "29500")
 
 
-def _write_json(uri: str, payload: dict) -> None:
-    fs, path = storage.filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as stream:
-        stream.write(json.dumps(payload).encode())
+@dataclass
+class RunSpec:
+    """One training run of a worker group, as every worker receives it."""
+
+    index: int  # its place in the group: prefixes its dataset names
+    config: TrainConfig
+    plan: DataPlan
+    checkpoints: str  # the run's own checkpoint root (checkpoints.py)
 
 
-def train_loop(loop_config: dict) -> None:
-    import deepspeed
+class TrainHook:
+    """Called on every worker around a run's steps; the tests inject failures with one. Hooks travel
+    to the workers by pickle, so keep them small."""
+
+    def before_step(self, run: RunSpec, step: int, rank: int, world: int) -> None:
+        """Runs before optimizer step `step` (0-based); raising here fails the worker."""
+
+
+@dataclass
+class Session:
+    """What a run trains with on one worker: built by `set_up`, torn down by `tear_down`."""
+
+    run: RunSpec
+    rank: int
+    world: int
+    device: Any
+    tokenizer: Any
+    model: Any  # the Hugging Face model inside the engine (what the export saves)
+    engine: Any
+    flops_per_token: float
+    peak_flops: float | None
+    eval_batches: int
+
+
+def train_group(loop_config: dict) -> None:
+    """The Ray Train function: the group's runs one after another in the same worker processes, so only
+    the first pays for starting Ray Train, importing torch, DeepSpeed and transformers and joining the
+    process group; a run found finished (by this or an earlier attempt) is skipped."""
     import ray.train
     import ray.train.torch
+
+    runs: list[RunSpec] = loop_config["runs"]
+    hooks: list[TrainHook] = loop_config.get("hooks") or []
+    _quiet()
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    _distributed_env(ctx)
+    device = ray.train.torch.get_device()
+    for run in runs:
+        if _agreed(is_finished(run.config), device):
+            continue
+        train_run(run, hooks, rank, world, device)
+
+
+def is_finished(config: TrainConfig) -> bool:
+    """The run's export is complete and its record says it trained all of `config.steps`."""
+    record_uri = storage.join(config.output_dir, RUN_RECORD)
+    if not storage.exists(storage.join(config.output_dir, MODEL_DIR, storage.SUCCESS_MARKER)):
+        return False
+    return storage.exists(record_uri) and storage.read_json(record_uri).get("steps") == config.steps
+
+
+def _agreed(value: bool, device) -> bool:
+    """Rank 0's answer on every rank: workers must not disagree on which runs they train together."""
     import torch
     import torch.distributed as dist
+
+    flag = torch.tensor([int(value)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def train_run(run: RunSpec, hooks: list[TrainHook], rank: int, world: int, device) -> None:
+    """One run: set up, restore, train to `steps` (validating and saving as configured), export."""
+    import gc
+
+    config = run.config
+    clock = Clock()
+    with clock("set_up"):
+        session = set_up(run, rank, world, device)
+    with clock("restore"):
+        start_step, tokens_seen = restore(session)
+    batches, log = None, MetricsLog(config.output_dir, start_step) if rank == 0 else None
+    if start_step < config.steps:
+        with clock("data"):
+            batches = open_batches(session, start_step)
+    for step in range(start_step, config.steps):
+        for hook in hooks:
+            hook.before_step(run, step, rank, world)
+        with clock("steps"):
+            record = train_step(session, batches, step, start_step, tokens_seen)
+        tokens_seen = record["tokens_seen"]
+        done = step + 1
+        final = done == config.steps
+        if final or (config.eval_every and done % config.eval_every == 0):
+            with clock("validate"):
+                record["val_loss"] = validate(session)
+        if log is not None:
+            log.add(record)
+            if done % config.log_every == 0 or final or done == start_step + 1:
+                # not print(): Ray Train patches it to also log the line, which shows it twice
+                sys.stdout.write(_progress(config.checkpoint.name, record, config.steps) + "\n")
+                sys.stdout.flush()
+        if final or done % config.checkpoint.every == 0:
+            with clock("save"):
+                save(session, done, record)
+                if log is not None:
+                    log.flush()
+    with clock("export"):
+        export(session)
+    if rank == 0:
+        storage.write_json(
+            storage.join(config.output_dir, RUN_RECORD),
+            {"name": config.checkpoint.name, "steps": config.steps, "start_step": start_step,
+             "seconds": clock.seconds(), "steps_trained": config.steps - start_step},
+        )  # fmt: skip
+    tear_down(session)
+    gc.collect()
+
+
+class Clock:
+    """Wall seconds per named part of a run, summed: where the time outside the steps goes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[part] = self.parts.get(part, 0.0) + time.perf_counter() - started
+
+    def seconds(self) -> dict[str, float]:
+        return {part: round(value, 3) for part, value in self.parts.items()}
+
+
+def set_up(run: RunSpec, rank: int, world: int, device) -> Session:
+    """Tokenizer, model (optionally with liger kernels, activation checkpointing, compiled layers),
+    the packed-loss wrapper, AdamW with weight decay on matrices only, the WSA scheduler, DeepSpeed."""
+    import deepspeed
+    import torch
 
     from cprec.trainer.loss import PackedCausalLM, fused_loss_available
     from cprec.trainer.model import apply_liger_kernels, compile_layers, load_model, load_tokenizer
     from cprec.trainer.schedule import make_scheduler
 
-    config: TrainConfig = loop_config["config"]
-    plan: DataPlan = loop_config["plan"]
-    hint_uri: str = loop_config["hint_uri"]
-    _quiet()
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    _distributed_env(ctx)
-
-    checkpoint = ray.train.get_checkpoint()
-    start_step, tokens_seen = 0, 0
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
-            start_step, tokens_seen = progress["step"], progress.get("tokens_seen", 0)
-    if start_step >= config.steps:
-        return  # a finished run restarted: nothing left to train, the final checkpoint holds the export
-
-    device = ray.train.torch.get_device()
+    config, plan = run.config, run.plan
     bf16 = device.type == "cuda" and config.deepspeed.bf16
     tokenizer = load_tokenizer(config.data_dir)
     torch.manual_seed(config.seed)  # identical initial weights on every worker
@@ -231,7 +350,6 @@ def train_loop(loop_config: dict) -> None:
     if config.deepspeed.zero_stage == 3:
         # the loss reads the head's weight outside the head's forward: have ZeRO-3 gather it for us
         deepspeed.zero.register_external_parameter(wrapper, wrapper.head.weight)
-
     decay = [p for p in wrapper.parameters() if p.ndim >= 2]
     no_decay = [p for p in wrapper.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -250,112 +368,160 @@ def train_loop(loop_config: dict) -> None:
         config=deepspeed_config(config, world, bf16),
         dist_init_required=False,
     )
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
-
-    shards = {kind: ray.train.get_dataset_shard(train_name(kind, rank)) for kind in plan.kinds}
-    batches = Batches(plan, rank, start_step, shards, config.micro_batch_size)
-    eval_batches = (
-        min(
-            [config.eval_batches]
-            + [-(-sum(u.rows for u in units) // config.micro_batch_size) for units in plan.valid_units]
-        )
-        if plan.valid_units
-        else 0
+    eval_batches = 0
+    if plan.valid_units:
+        per_rank = [-(-sum(u.rows for u in units) // config.micro_batch_size) for units in plan.valid_units]
+        eval_batches = min([config.eval_batches, *per_rank])
+    return Session(
+        run, rank, world, device, tokenizer, model, engine, fpt, peak_flops(config, device), eval_batches
     )
-    log = MetricsLog(config.output_dir, start_step) if rank == 0 else None
-    peak = peak_flops(config, device)
-    last_checkpoint = start_step
 
-    def all_sum(*values: float) -> list[float]:
-        tensor = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
 
-    def validate() -> float | None:
-        if not eval_batches:
-            return None
-        engine.eval()
-        total = count = 0.0
-        stream = ray.train.get_dataset_shard(valid_name(rank)).iter_torch_batches(
-            batch_size=config.micro_batch_size
-        )
-        with torch.no_grad():
-            for index, batch in enumerate(stream):
-                if index == eval_batches:
-                    break
-                loss, tokens = engine(
-                    **{k: batch[k].to(device) for k in ("input_ids", "position_ids", "document_ids")}
-                )
-                total += float(loss) * int(tokens)
-                count += int(tokens)
-        engine.train()
-        total, count = all_sum(total, count)
-        return total / max(count, 1)
+def restore(session: Session) -> tuple[int, int]:
+    """Loads the run's newest complete checkpoint into the engine; returns (step, tokens seen) there."""
+    root = session.run.checkpoints
+    progress = checkpoints.latest_progress(root)
+    step = progress["step"]
+    if step > 0:
+        with tempfile.TemporaryDirectory(prefix="cprec-restore-") as directory:
+            local = checkpoints.download(root, step, Path(directory))
+            session.engine.load_checkpoint(str(local), tag=CHECKPOINT_TAG)
+    return step, progress.get("tokens_seen", 0)
 
-    for step in range(start_step, config.steps):
-        if config.fail_at_step and step == config.fail_at_step and rank == world - 1:
-            marker = storage.join(config.output_dir, ".injected-failure")
-            if not storage.exists(marker):
-                _write_json(marker, {"step": step})
-                raise RuntimeError(f"injected failure at step {step} (fail_at_step)")
-        started = time.perf_counter()
-        lr = engine.get_lr()[0]
-        # summed on the device: one host sync per step, not per micro-batch
-        sums = torch.zeros(
-            4, dtype=torch.float64, device=device
-        )  # loss*labels, labels, real tokens, all tokens
-        kinds: dict[str, int] = {}
-        for batch, counts in batches.step(step):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            loss, count = engine(**batch)
-            engine.backward(loss)
-            engine.step()
-            sums[0] += loss.detach().double() * count
-            sums[1] += count
-            sums[2] += (batch["document_ids"] >= 0).sum()
-            sums[3] += batch["input_ids"].numel()
-            for kind, n in counts.items():
-                kinds[kind] = kinds.get(kind, 0) + n
-        grad_norm = engine.get_global_grad_norm()
-        dist.all_reduce(sums)
-        loss_sum, label_count, tokens, padded = sums.tolist()
-        seconds = time.perf_counter() - started
-        done = step + 1
-        tokens_seen += int(tokens)
-        record = {
-            "step": done,
-            "phase": plan.phase(step),
-            "loss": loss_sum / max(label_count, 1),
-            "lr": lr,
-            "grad_norm": float(grad_norm) if grad_norm is not None else None,
-            "tokens_per_s": tokens / seconds,
-            # real (non-padding) tokens trained on so far: what "equal tokens" comparisons need
-            "tokens_seen": tokens_seen,
-            "step_s": seconds,
-            "start_step": start_step,  # > 0 after a resume: the checkpoint this attempt restored
-        }
-        if device.type == "cuda":
-            record["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        if peak:
-            record["mfu"] = fpt * padded / seconds / (peak * world)
-        record.update({f"blocks_{kind}": n for kind, n in sorted(kinds.items())})
-        final = done == config.steps
-        if final or (config.eval_every and done % config.eval_every == 0):
-            record["val_loss"] = validate()
-        if log is not None:
-            log.add(record)
-            if done % config.log_every == 0 or final or done == start_step + 1:
-                # not print(): Ray Train patches it to also log the line, which shows it twice
-                sys.stdout.write(_progress(record, config.steps) + "\n")
-                sys.stdout.flush()
-        if final or done % config.checkpoint.every == 0:
-            _save(engine, model, tokenizer, done, final, rank, record, config)
-            if log is not None:
-                log.flush()
-                _write_json(hint_uri, {"step": last_checkpoint})
-            last_checkpoint = done
+
+def open_batches(session: Session, start_step: int) -> Batches:
+    import ray.train
+
+    run = session.run
+    shards = {
+        kind: ray.train.get_dataset_shard(train_name(run.index, kind, session.rank)) for kind in run.plan.kinds
+    }
+    return Batches(run.plan, session.rank, start_step, shards, run.config.micro_batch_size)
+
+
+def train_step(session: Session, batches: Batches, step: int, start_step: int, tokens_seen: int) -> dict:
+    """One optimizer step over its micro-batches; returns the step's metrics record (summed over workers)."""
+    import torch
+    import torch.distributed as dist
+
+    engine, device, plan = session.engine, session.device, session.run.plan
+    started = time.perf_counter()
+    lr = engine.get_lr()[0]
+    # summed on the device: one host sync per step, not per micro-batch
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*labels, labels, real tokens, all tokens
+    kinds: dict[str, int] = {}
+    for batch, counts in batches.step(step):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        loss, count = engine(**batch)
+        engine.backward(loss)
+        engine.step()
+        sums[0] += loss.detach().double() * count
+        sums[1] += count
+        sums[2] += (batch["document_ids"] >= 0).sum()
+        sums[3] += batch["input_ids"].numel()
+        for kind, n in counts.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    grad_norm = engine.get_global_grad_norm()
+    dist.all_reduce(sums)
+    loss_sum, label_count, tokens, padded = sums.tolist()
+    seconds = time.perf_counter() - started
+    record = {
+        "step": step + 1,
+        "phase": plan.phase(step),
+        "loss": loss_sum / max(label_count, 1),
+        "lr": lr,
+        "grad_norm": float(grad_norm) if grad_norm is not None else None,
+        "tokens_per_s": tokens / seconds,
+        # real (non-padding) tokens trained on so far: what "equal tokens" comparisons need
+        "tokens_seen": tokens_seen + int(tokens),
+        "step_s": seconds,
+        "start_step": start_step,  # > 0 after a resume: the checkpoint this attempt restored
+    }
+    if device.type == "cuda":
+        record["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if session.peak_flops:
+        record["mfu"] = session.flops_per_token * padded / seconds / (session.peak_flops * session.world)
+    record.update({f"blocks_{kind}": n for kind, n in sorted(kinds.items())})
+    return record
+
+
+def validate(session: Session) -> float | None:
+    """Mean validation loss per label over at most `eval_batches` micro-batches per worker."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    if not session.eval_batches:
+        return None
+    engine, device, run = session.engine, session.device, session.run
+    engine.eval()
+    total = count = 0.0
+    stream = ray.train.get_dataset_shard(valid_name(run.index, session.rank)).iter_torch_batches(
+        batch_size=run.config.micro_batch_size
+    )
+    with torch.no_grad():
+        for index, batch in enumerate(stream):
+            if index == session.eval_batches:
+                break
+            loss, tokens = engine(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "document_ids")})
+            total += float(loss) * int(tokens)
+            count += int(tokens)
+    engine.train()
+    sums = torch.tensor([total, count], dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    return sums[0].item() / max(sums[1].item(), 1)
+
+
+def save(session: Session, step: int, record: dict) -> None:
+    """A DeepSpeed checkpoint in the run's own storage: every worker uploads its files, rank 0 commits
+    once all have; then the step's metrics go to Ray Train (and through it to Tune)."""
+    import ray.train
+    import torch.distributed as dist
+
+    run = session.run
+    target = checkpoints.step_dir(run.checkpoints, step)
+    with tempfile.TemporaryDirectory(prefix="cprec-ckpt-") as directory:
+        session.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state={"step": step})
+        checkpoints.upload(directory, target)
+    dist.barrier()
+    if session.rank == 0:
+        progress = {"step": step, "tokens_seen": record["tokens_seen"]}
+        checkpoints.commit(run.checkpoints, step, progress, run.config.checkpoint.num_to_keep)
+    dist.barrier()
+    ray.train.report({k: v for k, v in record.items() if isinstance(v, (int, float, str))})
+
+
+def export(session: Session) -> None:
+    """The Hugging Face export at <output_dir>/model, written by rank 0 (ZeRO-3 gathers the weights
+    from every rank first)."""
+    import torch.distributed as dist
+
+    from cprec.trainer.model import export_model
+
+    config = session.run.config
+    state = None
+    if config.deepspeed.zero_stage == 3:
+        state = session.engine._zero3_consolidated_16bit_state_dict()  # collective: every rank calls it
+    if session.rank == 0:
+        model_dir = storage.join(config.output_dir, MODEL_DIR)
+        with storage.atomic_output(model_dir, "train fit") as staging:
+            if storage.is_local(staging):
+                export_model(session.model, session.tokenizer, staging, state)
+            else:
+                with tempfile.TemporaryDirectory(prefix="cprec-export-") as directory:
+                    export_model(session.model, session.tokenizer, directory, state)
+                    checkpoints.upload(directory, staging)
+    dist.barrier()
+
+
+def tear_down(session: Session) -> None:
+    """Frees the engine's memory before the group's next run."""
+    session.engine.destroy()
+    session.engine = session.model = None
+    if session.device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def plan_block_len(plan: DataPlan) -> int:
@@ -368,8 +534,9 @@ def plan_block_len(plan: DataPlan) -> int:
     return len(row.column(0)[0])
 
 
-def _progress(record: dict, total: int) -> str:
+def _progress(name: str, record: dict, total: int) -> str:
     parts = [
+        name,
         f"step {record['step']}/{total}",
         f"[{record['phase']}]",
         f"loss {record['loss']:.4f}",
@@ -385,26 +552,3 @@ def _progress(record: dict, total: int) -> str:
     return "cprec train: " + "  ".join(parts)
 
 
-def _save(
-    engine, model, tokenizer, step: int, final: bool, rank: int, record: dict, config: TrainConfig
-) -> None:
-    """A DeepSpeed checkpoint (each worker writes its shards; Ray merges them in storage) plus, at
-    the end, the HF export. Ray registers it only once every worker uploaded: never a partial one."""
-    import ray.train
-
-    from cprec.trainer.model import export_model
-
-    with tempfile.TemporaryDirectory(prefix="cprec-ckpt-") as directory:
-        engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state={"step": step})
-        if final:
-            state = None
-            if config.deepspeed.zero_stage == 3:
-                state = engine._zero3_consolidated_16bit_state_dict()  # collective: every rank calls it
-            if rank == 0:
-                export_model(model, tokenizer, str(Path(directory) / EXPORT_DIR), state)
-        if rank == 0:
-            (Path(directory) / PROGRESS_FILE).write_text(
-                json.dumps({"step": step, "tokens_seen": record["tokens_seen"]})
-            )
-        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
