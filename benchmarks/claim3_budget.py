@@ -6,8 +6,9 @@ mixtures; every step trains on the same number of packed blocks, so the tokens a
 scores both zero-shot with `benchmarks/context_prompts.py` (the protocol's single-domain prompts)
 on validation and test, `--users` per dataset. The score form is chosen per (seed, dataset, model)
 on validation; on test the users of all seeds are pooled into one paired Wilcoxon test per dataset.
-With `--sft`, both models are also fine-tuned on each downstream dataset and scored by the
-evaluator itself (`cprec eval`'s protocol and users, the run's SFT settings): claim 3 after SFT.
+With `--sft`, both models are also fine-tuned by the pipeline's own stages (the run's downstream
+splits and `sft` section: its datasets, epochs and training options) and scored by the evaluator
+itself (`cprec eval`'s protocol, `--users` per dataset): claim 3 after SFT.
 
     python benchmarks/claim3_budget.py --sweep runs/claims4 --seeds 0 1 2 --steps 150 300 600
 
@@ -20,6 +21,7 @@ Writes <root>/claim3_budget.md and .json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -29,17 +31,27 @@ import numpy as np
 import yaml
 
 from cprec.core.cli import main as cprec
-from cprec.core.config import load_config
+from cprec.core.config import layered, load_config
 from cprec.evaluator.config import FORMS
 from cprec.evaluator.metrics import paired_pvalue
-from cprec.pipeline.claims import Comparison, compare, eval_per_user
+from cprec.evaluator.results import RESULTS_FILE, MethodKey
+from cprec.pipeline import recipe
+from cprec.pipeline.claims import CPREC_SFT, Comparison, EvalRun, compare, eval_per_user
 from cprec.pipeline.config import RunConfig
 from cprec.pipeline.presets import load_preset
-from cprec.pipeline.run import eval_config, layered
 
 DOMAIN_ONLY = "CPT domain-only"
 MODELS = {"CPRec": "cpt", DOMAIN_ONLY: "variant-cpt-domain-only"}  # label -> stage
 SPLITS = ("valid", "test")
+
+
+def run_config(root: Path, preset: str, seed: int, steps: int, overrides: list[str]) -> tuple[Path, list[str]]:
+    """The `cprec run` layers of one (steps, seed) root: its --config file (the domain-only variant)
+    and its key=value overrides; `train_pair` runs them and `fine_tuned` reads the same config."""
+    variants = [v for v in load_preset(preset).get("variants", []) if v["name"] == DOMAIN_ONLY]
+    config = root / "claim3.yaml"
+    config.write_text(yaml.safe_dump({"variants": variants}))
+    return config, [f"out_dir={root.absolute()}", f"seed={seed}", "until=cpt", f"cpt.steps={steps}", *overrides]
 
 
 def train_pair(sweep_run: Path, root: Path, preset: str, seed: int, steps: int, overrides: list[str]) -> dict:
@@ -49,11 +61,8 @@ def train_pair(sweep_run: Path, root: Path, preset: str, seed: int, steps: int, 
         link = root / stage.name
         if stage.is_dir() and not link.exists():
             link.symlink_to(stage.absolute())
-    variants = [v for v in load_preset(preset).get("variants", []) if v["name"] == DOMAIN_ONLY]
-    config = root / "claim3.yaml"
-    config.write_text(yaml.safe_dump({"variants": variants}))
-    argv = ["run", "--preset", preset, "--config", str(config), f"out_dir={root.absolute()}", f"seed={seed}"]
-    if cprec([*argv, "until=cpt", f"cpt.steps={steps}", *overrides]) != 0:
+    config, options = run_config(root, preset, seed, steps, overrides)
+    if cprec(["run", "--preset", preset, "--config", str(config), *options]) != 0:
         raise SystemExit(f"cprec run failed for seed {seed}, {steps} steps")
     stages = json.loads((root / "run.json").read_text())["stages"]
     return {label: Path(stages[stage]["path"]) for label, stage in MODELS.items()}
@@ -75,21 +84,46 @@ def score(root: Path, models: dict, users: int) -> dict:
     return out
 
 
-def fine_tuned(root: Path, preset: str, seed: int, models: dict, users: int, overrides: list[str]) -> dict:
-    """Both models fine-tuned and scored by the evaluator (<root>/eval-sft); `per_user`'s frames."""
-    from cprec.evaluator.evaluate import RESULTS_FILE, evaluate
+def fine_tuned(
+    root: Path, preset: str, seed: int, steps: int, models: dict, users: int, overrides: list[str]
+) -> EvalRun:
+    """Both models fine-tuned on each of the run's SFT datasets by the pipeline's own stages (the
+    downstream splits, the SFT data and the fine-tunings, in `root` beside the run's other stages, so
+    the sweep's fine-tunings of the same model are reused), then scored by the evaluator
+    (<root>/eval-sft, `eval.max_users=users`)."""
+    from cprec.core import storage
+    from cprec.evaluator.evaluate import evaluate
 
     out = root / "eval-sft"
     if not (out / RESULTS_FILE).exists():
-        run = load_config(
-            RunConfig,
-            base=layered(load_preset(preset), {"seed": seed}),
-            overrides=[*overrides, f"eval.max_users={users}"],
+        config_file, options = run_config(root, preset, seed, steps, overrides)
+        config = load_config(RunConfig, path=config_file, overrides=options, base=load_preset(preset))
+        run_root = storage.absolute(config.out_dir)
+        runner, world_json = recipe.world_stage(run_root, config.world, recipe.seeded(config, config.synth))
+        datasets = recipe.downstream_stage(runner, config, world_json)
+        targets = recipe.sft_targets(config.sft, [d["name"] for d in datasets])
+        datasets = [d for d in datasets if d["name"] in targets]
+        data_dir = json.loads((root / "run.json").read_text())["stages"]["data"]["path"]
+        tuned = recipe.sft_stages(
+            runner,
+            config,
+            {label: str(models[label] / "model") for label in MODELS},
+            datasets,
+            storage.join(data_dir, "tokenizer"),
         )
-        stages = json.loads((root / "run.json").read_text())["stages"]
-        world = str(Path(stages["world"]["path"]) / "world.json")
-        methods = [{"kind": "sft", "name": f"{label} + SFT", "model": str(models[label] / "model")} for label in MODELS]
-        evaluate(eval_config(run, world, methods, str(out.absolute())))
+        methods = [
+            {
+                "kind": "llm",
+                "name": f"{label} + SFT",
+                "models": tuned[label],
+                "datasets": targets,
+                "base": label,
+                "fine_tuned": True,
+            }
+            for label in MODELS
+        ]
+        scoring = dataclasses.replace(config, eval=layered(config.eval, {"max_users": users}))
+        evaluate(recipe.eval_config(scoring, datasets, methods, str(out.absolute())))
     return eval_per_user(str(out))
 
 
@@ -121,9 +155,9 @@ def summarise(per_seed: dict[int, dict], models_by_seed: dict[int, dict]) -> dic
     return {"datasets": rows, "tokens_seen": tokens}
 
 
-def sft_rows(frames_by_seed: dict[int, dict]) -> list[dict]:
+def sft_rows(runs_by_seed: dict[int, EvalRun]) -> list[dict]:
     claim = "3. all-domain mixed sequences beat domain-only, after SFT"
-    return compare(frames_by_seed, [Comparison(claim, "CPRec + SFT", f"{DOMAIN_ONLY} + SFT")])
+    return compare(runs_by_seed, [Comparison(claim, CPREC_SFT, MethodKey(DOMAIN_ONLY, fine_tuned=True))])
 
 
 def table_row(steps: int, dataset: str, mean: float, other: float, p: float, seed_diffs, alpha: float) -> str:
@@ -192,7 +226,9 @@ def main() -> None:
             models_by_seed[seed] = train_pair(sweep_run, root, args.preset, seed, steps, args.overrides)
             per_seed[seed] = score(root, models_by_seed[seed], args.users)
             if args.sft:
-                tuned[seed] = fine_tuned(root, args.preset, seed, models_by_seed[seed], args.users, args.overrides)
+                tuned[seed] = fine_tuned(
+                    root, args.preset, seed, steps, models_by_seed[seed], args.users, args.overrides
+                )
         results[steps] = summarise(per_seed, models_by_seed)
         if tuned:
             results[steps]["sft"] = sft_rows(tuned)

@@ -3,6 +3,7 @@ prints a progress line per dataset and method as it goes."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 
@@ -19,6 +20,7 @@ from cprec.evaluator.evaluate import evaluate, run_in_tasks
 from cprec.evaluator.methods.content import ContentTfidf
 from cprec.evaluator.methods.popularity import Popularity
 from cprec.evaluator.methods.sasrec import SASRecMethod
+from cprec.evaluator.results import Results
 
 BASELINES = [{"kind": "popularity"}, {"kind": "content"}, {"kind": "sasrec"}]
 
@@ -37,10 +39,10 @@ def eval_config(tmp_path, methods, **extra) -> dict:
     }
 
 
-def methods_without_timings(results: dict) -> dict:
+def methods_without_timings(results: Results) -> dict:
     return {
-        name: {label: {k: v for k, v in method.items() if k != "seconds"} for label, method in d["methods"].items()}
-        for name, d in results["datasets"].items()
+        name: {label: dataclasses.replace(method, seconds={}) for label, method in d.methods.items()}
+        for name, d in results.datasets.items()
     }
 
 
@@ -54,7 +56,7 @@ def test_baselines_fit_in_ray_tasks_with_the_driver_s_results(tmp_path, ray_loca
             patch.setattr(cls, "fit", in_the_driver)
         in_tasks = evaluate(load_config(EvalConfig, base=eval_config(tmp_path / "tasks", BASELINES)))
     in_driver = evaluate(load_config(EvalConfig, base=eval_config(tmp_path / "driver", BASELINES, baseline_cpus=0)))
-    assert set(in_tasks["datasets"]["garden"]["methods"]) == {"popularity", "content", "sasrec"}
+    assert set(in_tasks.datasets["garden"].methods) == {"popularity", "content", "sasrec"}
     assert methods_without_timings(in_tasks) == methods_without_timings(in_driver)
 
 

@@ -1,70 +1,83 @@
+"""Which datasets an evaluation scores and where their splits come from (the split itself is data_prep's:
+tests/data_prep/test_downstream.py)."""
+
 import json
 
 import pytest
 from eval_fixtures import catalogue, write_data_dir
 
+from cprec.core.config import load_config
 from cprec.core.errors import CPRecError
-from cprec.evaluator.config import DatasetConfig, EvalConfig
-from cprec.evaluator.datasets import dataset_specs, prepare_dataset
+from cprec.data_prep.downstream import SplitSpec, prepare_split
+from cprec.evaluator.config import DatasetConfig, EvalConfig, MethodConfig
+from cprec.evaluator.datasets import dataset_specs, prepare_datasets
 
-EVENTS = [
-    ("u1", "GA0003", 30), ("u1", "GA0001", 10), ("u1", "GA0002", 20), ("u1", "GA0005", 20),
-    ("u2", "GA0001", 1), ("u2", "GA0002", 2),  # too short: left out
-    ("u3", "GA0009", 5), ("u3", "GA0004", 5), ("u3", "GA0007", 5),  # same time: ordered by item id
-    ("u4", "ZZ9999", 1), ("u4", "GA0000", 2), ("u4", "GA0001", 3), ("u4", "GA0002", 4),  # one unknown item
-]  # fmt: skip
+EVENTS = [(f"u{u}", f"GA{(u + k) % 10:04d}", k) for u in range(4) for k in range(4)]
 
 
-def prepare(tmp_path, events=EVENTS, items=None, **overrides):
-    data = write_data_dir(tmp_path / "src", "Garden", items or catalogue("Garden", 10), events)
-    spec = DatasetConfig(name="garden", platform="marketplace", data_dir=str(data))
-    config = EvalConfig(out_dir=str(tmp_path / "out"), datasets=[spec], **overrides)
-    return prepare_dataset(spec, config), config
+def garden(root):
+    return write_data_dir(root, "Garden", catalogue("Garden", 10), EVENTS)
 
 
-def test_leave_one_out_by_time_then_item_id(tmp_path):
-    dataset, _ = prepare(tmp_path)
-    index = {item: i for i, item in enumerate(dataset.item_ids)}
-    assert dataset.item_ids == sorted(dataset.item_ids) and dataset.n_items == 10
-    assert dataset.user_ids == ["u1", "u3", "u4"]
-    u1, u3, u4 = range(3)
-    assert dataset.train[u1].tolist() == [index["GA0001"], index["GA0002"]]
-    assert (dataset.valid[u1], dataset.test[u1]) == (index["GA0005"], index["GA0003"])
-    assert dataset.train[u3].tolist() == [index["GA0004"]]
-    assert (dataset.valid[u3], dataset.test[u3]) == (index["GA0007"], index["GA0009"])
-    assert dataset.train[u4].tolist() == [index["GA0000"]]  # the unknown item is gone
-    assert dataset.history("test", u1).tolist() == [index["GA0001"], index["GA0002"], index["GA0005"]]
-    assert dataset.domain == "Garden" and dataset.item_texts[0].startswith("[Garden] ")
-
-
-def test_split_and_stats_on_disk_and_reused(tmp_path):
-    dataset, config = prepare(tmp_path)
+def test_a_dataset_is_prepared_afresh_into_out_dir_every_run(tmp_path):
+    spec = DatasetConfig(name="garden", platform="marketplace", data_dir=str(garden(tmp_path / "src")))
+    config = EvalConfig(out_dir=str(tmp_path / "out"), datasets=[spec])
+    [dataset] = prepare_datasets(config)
+    assert (dataset.name, dataset.platform, dataset.n_users, dataset.n_items) == ("garden", "marketplace", 4, 10)
     folder = tmp_path / "out" / "datasets" / "garden"
-    stats = json.loads((folder / "stats.json").read_text())
-    assert stats["users"] == 3 and stats["items"] == 10 and stats["events"] == 10
-    assert stats["users_left_out"] == 1 and stats["events_on_unknown_items"] == 1
-    assert stats["train_events"] == 4 and (folder / "_SUCCESS").exists()
-    stamp = (folder / "interactions.parquet").stat().st_mtime_ns
-    again = prepare_dataset(config.datasets[0], config)
-    assert (folder / "interactions.parquet").stat().st_mtime_ns == stamp
+    marker = (folder / "_SUCCESS").stat().st_mtime_ns
+    [again] = prepare_datasets(config)
+    assert (folder / "_SUCCESS").stat().st_mtime_ns != marker  # no reuse: that is the pipeline's job
     assert again.user_ids == dataset.user_ids and (again.test == dataset.test).all()
 
 
-def test_no_eligible_users_and_mixed_domains_are_errors(tmp_path):
-    with pytest.raises(CPRecError, match="no eligible users"):
-        prepare(tmp_path / "a", events=[("u1", "GA0001", 1), ("u1", "GA0002", 2)])
-    items = catalogue("Garden", 5) + catalogue("Toys", 5)
-    events = [("u1", "GA0001", 1), ("u1", "TO0002", 2), ("u1", "GA0003", 3)]
-    data = write_data_dir(tmp_path / "b", "Garden", items, events)
-    # rewrite one event's domain: a dataset must hold one domain
-    import pyarrow.parquet as pq
+def test_a_split_dir_is_read_as_is(tmp_path):
+    data = garden(tmp_path / "src")
+    split = prepare_split(SplitSpec(name="garden", platform="retail", data_dir=str(data)), {}, str(tmp_path / "split"))
+    spec = DatasetConfig(name="garden", split_dir=split)
+    [dataset] = prepare_datasets(EvalConfig(out_dir=str(tmp_path / "out"), datasets=[spec]))
+    assert dataset.platform == "retail" and dataset.n_users == 4
+    assert not (tmp_path / "out" / "datasets").exists()
+    other = DatasetConfig(name="pets", split_dir=split)
+    with pytest.raises(CPRecError, match="holds dataset 'garden', not 'pets'"):
+        prepare_datasets(EvalConfig(out_dir=str(tmp_path / "out"), datasets=[other]))
+    missing = DatasetConfig(name="garden", split_dir=str(tmp_path / "nothing"))
+    with pytest.raises(CPRecError, match="dataset split not found"):
+        prepare_datasets(EvalConfig(out_dir=str(tmp_path / "out"), datasets=[missing]))
 
-    table = pq.read_table(data / "interactions")
-    table = table.set_column(2, "domain", [["Garden", "Toys", "Garden"]])
-    pq.write_table(table, data / "interactions" / "part-0.parquet")
-    spec = DatasetConfig(name="mixed", data_dir=str(data))
-    with pytest.raises(CPRecError, match="exactly one domain"):
-        prepare_dataset(spec, EvalConfig(out_dir=str(tmp_path / "out"), datasets=[spec]))
+
+def test_a_dataset_names_exactly_one_of_source_data_dir_and_split_dir():
+    for dataset in ("{name: a}", "{name: a, data_dir: d, split_dir: s}", "{name: a, source: {path: p}, split_dir: s}"):
+        with pytest.raises(CPRecError, match="exactly one of source.path, data_dir or split_dir"):
+            load_config(EvalConfig, overrides=[f"datasets=[{dataset}]"])
+    load_config(EvalConfig, overrides=["datasets=[{name: a, split_dir: s}]"])
+
+
+def test_an_llm_method_needs_a_model_for_every_dataset_it_scores(tmp_path):
+    datasets = "datasets=[{name: a, data_dir: d}, {name: b, data_dir: d}]"
+    ok = [
+        "methods=[{kind: llm, model: m}]",
+        "methods=[{kind: llm, name: tuned, models: {a: ma, b: mb}}]",
+        "methods=[{kind: llm, name: tuned, models: {a: ma}, model: m}]",
+        "methods=[{kind: llm, name: tuned, models: {a: ma}, datasets: [a]}]",
+    ]
+    for methods in ok:
+        load_config(EvalConfig, overrides=[datasets, methods])
+    with pytest.raises(CPRecError, match=r"method 'tuned' has no `model` and no `models` entry for datasets \['b'\]"):
+        load_config(EvalConfig, overrides=[datasets, "methods=[{kind: llm, name: tuned, models: {a: ma}}]"])
+    with pytest.raises(CPRecError, match="needs `model` or `models`"):
+        load_config(EvalConfig, overrides=["world=w.json", "methods=[{kind: llm}]"])
+    assert MethodConfig(kind="llm", model="x/y", models={"a": "ma"}).model_for("b") == "x/y"
+
+    # a world's names are known once it is read: checked before any dataset is prepared
+    (tmp_path / "world.json").write_text(
+        json.dumps({"downstream": [{"name": "Pets", "source": {"format": "amazon2023", "path": "raw"}}]})
+    )
+    methods = [MethodConfig(kind="llm", name="tuned", models={"Toys": "m"})]
+    config = EvalConfig(out_dir=str(tmp_path / "out"), world=str(tmp_path / "world.json"), methods=methods)
+    with pytest.raises(CPRecError, match=r"no `models` entry for datasets \['Pets'\]"):
+        prepare_datasets(config)
+    assert not (tmp_path / "out").exists()
 
 
 def test_world_json_downstream_entries(tmp_path):

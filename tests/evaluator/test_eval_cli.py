@@ -26,7 +26,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     missing = {"methods": [{"kind": "llm", "model": str(tmp_path / "no-model")}]}
     assert main(["eval", "--config", str(config_file(tmp_path, **missing))]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "model path does not exist" in error
+    assert error.count("\n") == 0 and "no-model does not exist" in error
 
     assert main(["eval", "--config", str(config_file(tmp_path)), "ks=[5,10,50]"]) == 2
     assert "K=50 is larger than the 12 ranked items of dataset 'garden'" in capsys.readouterr().err

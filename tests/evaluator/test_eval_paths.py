@@ -11,8 +11,6 @@ import untouched
 from eval_fixtures import catalogue, write_data_dir
 
 from cprec.core import raytools
-from cprec.core.config import load_config
-from cprec.core.errors import CPRecError
 from cprec.evaluator.config import DatasetConfig, EvalConfig, MethodConfig
 from cprec.evaluator.evaluate import evaluate
 
@@ -67,6 +65,15 @@ def test_out_dir_overlapping_an_input_is_refused(tmp_path):
     refused(llm, tmp_path, f"out_dir {model / 'eval'} is inside the input {model}")
 
 
-def test_an_sft_label_that_is_no_directory_name_is_refused():
-    with pytest.raises(CPRecError, match=r"method '\.\.' as a directory name"):
-        load_config(EvalConfig, overrides=["world=w.json", "methods=[{kind: sft, name: '..', model: m}]"])
+def test_out_dir_overlapping_a_split_dir_or_a_per_dataset_model_is_refused(tmp_path):
+    from cprec.data_prep.downstream import SplitSpec, prepare_split
+
+    spec = SplitSpec(name="garden", data_dir=str(garden(tmp_path / "data")))
+    split = prepare_split(spec, {}, str(tmp_path / "split"))
+    datasets = [DatasetConfig(name="garden", split_dir=split)]
+    refused(popularity(tmp_path, datasets=datasets), tmp_path, f"input {split} is inside out_dir {tmp_path}")
+    model = tmp_path / "tuned"
+    model.mkdir()
+    tuned = MethodConfig(kind="llm", name="tuned", model="unused-hub/id", models={"garden": str(model)})
+    config = EvalConfig(out_dir=str(model / "eval"), datasets=datasets, methods=[tuned])
+    refused(config, tmp_path, f"out_dir {model / 'eval'} is inside the input {model}")

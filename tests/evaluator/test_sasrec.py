@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
+from cprec.data_prep.downstream import SplitDataset
 from cprec.evaluator.config import EvalConfig, MethodConfig, SASRecConfig
-from cprec.evaluator.datasets import SplitDataset
 from cprec.evaluator.evaluate import split_metrics
 from cprec.evaluator.methods import make_method
 from cprec.evaluator.methods.sasrec import SASRec, left_padded

@@ -1,9 +1,50 @@
-"""The run report under an s3:// out_dir: its pre-training section and curves are written there too."""
+"""The run report: which comparisons it makes, and its training curves under an s3:// out_dir."""
 
 import json
 
 from cprec.core import storage
+from cprec.evaluator.results import DatasetResult, MethodResult
 from cprec.pipeline import report
+
+
+def dataset_with(methods: dict[str, tuple[str, str, bool]]) -> DatasetResult:
+    """A dataset whose methods are label -> (kind, base, fine_tuned); their scores do not matter here."""
+    entry = DatasetResult("Toys", "marketplace", "Toys", {}, 10)
+    for label, (kind, base, fine_tuned) in methods.items():
+        entry.methods[label] = MethodResult(
+            label=label,
+            kind=kind,
+            base=base,
+            fine_tuned=fine_tuned,
+            variant="",
+            variant_selected_on="fixed",
+            valid={},
+            test={},
+            test_ci={},
+        )
+    return entry
+
+
+def test_the_comparisons_select_methods_by_what_they_are():
+    entry = dataset_with(
+        {
+            "Popularity": ("popularity", "", False),
+            "pop-2": ("content", "", False),  # any label: the kind says it is the content baseline
+            "Base zero-shot": ("llm", "Base", False),
+            "ours": ("llm", "CPRec", False),
+            "ours tuned": ("sft", "CPRec", True),
+            "CPT cosine zero-shot": ("llm", "CPT cosine", False),
+            "CPT domain-only + SFT": ("sft", "CPT domain-only", True),
+        }
+    )
+    assert report.comparisons(entry) == [
+        ("CPT helps zero-shot", "ours", "Base zero-shot"),  # no Base + SFT: no fine-tuned comparison
+        ("CPRec + SFT vs Popularity", "ours tuned", "Popularity"),
+        ("CPRec + SFT vs pop-2", "ours tuned", "pop-2"),
+        ("ablation: CPT cosine", "ours", "CPT cosine zero-shot"),
+        ("ablation after SFT: CPT domain-only", "ours tuned", "CPT domain-only + SFT"),
+    ]
+    assert report.comparisons(dataset_with({"Popularity": ("popularity", "", False)})) == []
 
 
 def test_the_training_curves_are_drawn_on_object_storage(s3, tmp_path):

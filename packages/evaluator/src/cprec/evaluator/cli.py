@@ -13,8 +13,10 @@ from cprec.core.errors import CPRecError
 from cprec.evaluator.config import EvalConfig
 
 EXAMPLE = (
-    "cprec eval --config configs/eval.yaml world=runs/world/world.json "
+    "cprec eval world=runs/world/world.json "
     "'methods=[{kind: popularity}, {kind: content}, {kind: sasrec}, {kind: llm, model: runs/cpt/model}]'\n"
+    "  cprec eval ... 'methods=[{kind: llm, name: CPRec + SFT, fine_tuned: true, "
+    "models: {Pets: runs/sft/Pets/model, Online_Retail: runs/sft/Online_Retail/model}}]'\n"
     "  cprec eval report out_dir=runs/eval   # re-render report.md and charts from results.json"
 )
 
@@ -25,10 +27,12 @@ def register(subparsers: Any) -> None:
         "eval",
         EvalConfig,
         _evaluate,
-        help="evaluate recommenders on the downstream datasets (full-ranking HR/NDCG/MRR, report)",
+        help="score recommenders on the downstream datasets (full-ranking HR/NDCG/MRR, report)",
         description=(
-            "Builds the downstream datasets (leave-one-out by time), fits and scores every method, writes "
-            "results.json, per-user metrics, report.md and charts to out_dir.\n"
+            "Prepares the downstream splits (leave-one-out by time; a dataset's split_dir is read as is), fits "
+            "the baselines and scores every method, writes results.json, per-user metrics, report.md and charts "
+            "to out_dir. LLMs are scored as given: zero-shot, or already fine-tuned (a model per dataset in "
+            "`models`; fine-tuning is a `cprec run` stage).\n"
             "`cprec eval report [--config FILE] [out_dir=DIR]` only re-renders the report from DIR/results.json."
         ),
         example=EXAMPLE,
@@ -49,12 +53,12 @@ def _evaluate(config: EvalConfig, _args: argparse.Namespace) -> int:
     from cprec.evaluator.evaluate import evaluate
 
     results = evaluate(config)
-    for name, dataset in results["datasets"].items():
-        if not dataset["methods"]:
+    for name, dataset in results.datasets.items():
+        if not dataset.methods:
             print(f"{name}: no method asked to run on it")
             continue
-        best = dataset["significance"][config.select_metric]["best"]
-        score = dataset["methods"][best]["test"][config.select_metric]
+        best = dataset.significance[config.select_metric].best
+        score = dataset.methods[best].test[config.select_metric]
         print(f"{name}: best test {config.select_metric} {score:.4f} by {best}")
     print(f"report: {config.out_dir}/report.md")
     return 0

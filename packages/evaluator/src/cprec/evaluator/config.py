@@ -2,48 +2,37 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from cprec.core.config import option
 from cprec.core.errors import CPRecError
+from cprec.core.sources import SourceConfig
+from cprec.evaluator.methods import METHODS
 
-METHOD_KINDS = ("popularity", "content", "sasrec", "llm", "sft")
+METHOD_KINDS = tuple(METHODS)
 FORMS = ("sum", "mean", "pmi")
-
-
-def method_dir(label: str) -> str:
-    """A method's label as one path component (an sft method writes under sft/<it>/<dataset>)."""
-    from cprec.core.storage import safe_name
-
-    return safe_name(re.sub(r"[^A-Za-z0-9_.-]+", "_", label), f"eval config: method {label!r} as a directory name")
-
-
-@dataclass
-class SourceSpec:
-    """The fields of data_prep's SourceConfig, kept here so this module imports nothing heavy."""
-
-    format: str = option("", help="amazon2023 | amazon2018 | recbole | online_retail")
-    path: str = option("", help="file or directory, local or s3:// / gs://")
-    domains: list[str] = option([], help="restrict to these domains (empty = all found)")
-    domain: str = option("", help="online_retail: the domain name to give (default Online_Retail)")
 
 
 @dataclass
 class DatasetConfig:
     name: str = option("", help="dataset name, used in paths and the report")
     platform: str = option("", help="platform label for the report (marketplace, retail, ...)")
-    source: SourceSpec = option(SourceSpec(), help="raw source, cleaned by data_prep's build")
+    source: SourceConfig = option(SourceConfig(), help="raw source, cleaned by data_prep's build")
     data_dir: str = option("", help="or: an existing data_prep output dir (items.parquet + interactions/)")
+    split_dir: str = option(
+        "", help="or: a split written by data_prep's downstream.prepare_split, read as is (not prepared again)"
+    )
 
 
 @dataclass
 class MethodConfig:
-    kind: str = option("popularity", help="popularity | content | sasrec | llm | sft")
-    name: str = option("", help="label in the report (default: kind, plus the model dir name for llm/sft)")
-    model: str = option("", help="llm/sft: Hugging Face causal LM path (base model or `cprec train` export)")
-    form: str = option("auto", help="llm/sft score form: sum | mean | pmi | auto (chosen on valid NDCG@10)")
+    kind: str = option("popularity", help=" | ".join(METHODS))
+    name: str = option("", help="label in the report (default: kind, plus the model dir name for llm)")
+    model: str = option(
+        "", help="llm: Hugging Face causal LM path (base model or `cprec train` export) for datasets not in `models`"
+    )
+    form: str = option("auto", help="llm score form: sum | mean | pmi | auto (chosen on valid NDCG@10)")
     datasets: list[str] = option([], help="evaluate this method only on these datasets (empty = all)")
     models: dict[str, str] = option(
         {}, help="llm: a model per dataset name (e.g. each dataset's fine-tuned model); `model` for the rest"
@@ -51,14 +40,20 @@ class MethodConfig:
     base: str = option(
         "", help="the pre-trained model this method stands for (Base, CPRec, a variant); '' for the baselines"
     )
-    fine_tuned: bool = option(False, help="llm: the models were fine-tuned on each dataset (SFT) before scoring")
+    fine_tuned: bool = option(
+        False, help="llm: the models were fine-tuned on each dataset (by the pipeline) before scoring; recorded"
+    )
 
     def label(self) -> str:
         if self.name:
             return self.name
-        if self.kind in ("llm", "sft"):
-            return f"{self.kind}:{self.model.rstrip('/').rsplit('/', 1)[-1]}"
+        if self.kind == "llm" and self.model:
+            return f"llm:{self.model.rstrip('/').rsplit('/', 1)[-1]}"
         return self.kind
+
+    def model_for(self, dataset: str) -> str:
+        """The model scored on `dataset`: its own in `models`, else `model` ('' for the baselines)."""
+        return self.models.get(dataset) or self.model
 
 
 @dataclass
@@ -103,23 +98,6 @@ class LLMConfig:
 
 
 @dataclass
-class SFTConfig:
-    block_len: int = option(256, help="token block length of the SFT shards")
-    max_items: int = option(50, help="history window per training document (template windows)")
-    valid_fraction: float = option(
-        0.05, help="users whose (history + validation item) form the trainer's valid split"
-    )
-    train: dict[str, Any] = option(
-        {}, help="TrainConfig options (steps, batch, schedule, deepspeed, scaling...) for the fine-tuning run"
-    )
-    epochs: float = option(
-        0.0,
-        help="passes over a dataset's training blocks; > 0 sets the run's steps to ceil(epochs x blocks / "
-        "blocks per step), so a larger dataset is fine-tuned for more steps; 0 keeps train.steps",
-    )
-
-
-@dataclass
 class EvalConfig:
     out_dir: str = option("runs/eval", help="output directory (datasets/, results.json, report.md, charts)")
     world: str = option(
@@ -131,7 +109,6 @@ class EvalConfig:
         help="BuildConfig options (cleaning, k-core...) for datasets built from a source; out_dir, sources "
         "and stop_after=interactions are set by the evaluator",
     )
-    rebuild: bool = option(False, help="rebuild datasets even when a matching split is on disk")
     max_users: int = option(
         0, help="evaluate a seeded random subset of this many users per dataset (0 = all)"
     )
@@ -162,8 +139,7 @@ class EvalConfig:
         "dataset, on any worker of the cluster; fractions allowed; 0 = in this process",
     )
     sasrec: SASRecConfig = option(SASRecConfig(), help="SASRec options")
-    llm: LLMConfig = option(LLMConfig(), help="LLM scoring options (llm and sft methods)")
-    sft: SFTConfig = option(SFTConfig(), help="fine-tuning options (sft methods)")
+    llm: LLMConfig = option(LLMConfig(), help="LLM scoring options (llm methods)")
 
     def validate(self) -> None:
         if not self.datasets and not self.world:
@@ -172,9 +148,9 @@ class EvalConfig:
         if any(not n for n in names) or len(set(names)) != len(names):
             raise CPRecError(f"eval config: every dataset needs a unique name, got {names}")
         for d in self.datasets:
-            if bool(d.data_dir) == bool(d.source.path):
+            if sum(map(bool, (d.source.path, d.data_dir, d.split_dir))) != 1:
                 raise CPRecError(
-                    f"eval config: dataset {d.name!r} needs exactly one of source.path or data_dir"
+                    f"eval config: dataset {d.name!r} needs exactly one of source.path, data_dir or split_dir"
                 )
         if not self.methods:
             raise CPRecError("eval config: `methods` is empty")
@@ -186,10 +162,8 @@ class EvalConfig:
                 raise CPRecError(
                     f"eval config: method kind {m.kind!r} is not one of {', '.join(METHOD_KINDS)}"
                 )
-            if m.kind in ("llm", "sft") and not m.model:
-                raise CPRecError(f"eval config: method {m.label()!r} ({m.kind}) needs `model`")
-            if m.kind == "sft":
-                method_dir(m.label())
+            if m.kind == "llm" and not m.model and not m.models:
+                raise CPRecError(f"eval config: method {m.label()!r} (llm) needs `model` or `models`")
             if m.form not in (*FORMS, "auto"):
                 raise CPRecError(
                     f"eval config: method {m.label()!r} form {m.form!r} is not sum, mean, pmi or auto"
@@ -210,13 +184,24 @@ class EvalConfig:
             raise CPRecError(f"eval config: sasrec.loss {self.sasrec.loss!r} is not bce or ce")
         if self.baseline_cpus < 0:
             raise CPRecError(f"eval config: baseline_cpus must be >= 0, got {self.baseline_cpus}")
-        if self.sft.epochs < 0:
-            raise CPRecError(f"eval config: sft.epochs must be >= 0, got {self.sft.epochs}")
         from cprec.evaluator.metrics import parse_metric
 
         kind, k = parse_metric(self.select_metric)
         if kind != "mrr" and k not in self.ks:
             raise CPRecError(f"eval config: select_metric {self.select_metric} needs {k} in ks {self.ks}")
+        if self.datasets:  # a world's dataset names are known once it is read (prepare_datasets)
+            self.check_method_models([d.name for d in self.datasets])
+
+    def check_method_models(self, names: list[str]) -> None:
+        """Every llm method has a model for each of `names` it is evaluated on."""
+        for m in self.methods:
+            if m.kind != "llm":
+                continue
+            missing = [n for n in names if (not m.datasets or n in m.datasets) and not m.model_for(n)]
+            if missing:
+                raise CPRecError(
+                    f"eval config: method {m.label()!r} has no `model` and no `models` entry for datasets {missing}"
+                )
 
     def protocol_label(self) -> str:
         if self.protocol == "sampled":

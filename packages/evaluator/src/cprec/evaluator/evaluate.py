@@ -3,8 +3,8 @@
 Per dataset: the split is prepared (datasets.py); each method is fitted on the training split and
 scores the catalogue for the validation and the test targets; ranks become per-user metrics
 (metrics.py). The baselines do this in Ray tasks (`baseline_cpus` each), so a cluster runs them on
-its workers; the LLM methods in the driver, which hands the model to actors (and to Ray Train for
-SFT). A method with several variants (the LLM's score forms) is reported with the variant that is
+its workers; the LLM methods in the driver, which hands the model to scoring actors (the evaluator
+only scores: a fine-tuned model is given, one per dataset). A method with several variants (the LLM's score forms) is reported with the variant that is
 best on the validation `select_metric`. Methods are compared on the test split by a paired test
 against the best method of each metric; means carry bootstrap confidence intervals. Progress goes
 to stdout as `[cprec eval] ...` lines, one per dataset and method as each finishes.
@@ -14,7 +14,6 @@ Outputs in `out_dir`: datasets/, per_user/<dataset>.parquet, results.json, repor
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from dataclasses import dataclass
 
@@ -31,13 +30,22 @@ from cprec.evaluator.config import DatasetConfig, EvalConfig
 from cprec.evaluator.datasets import SplitDataset, dataset_specs, prepare_datasets
 from cprec.evaluator.methods import Method, make_method
 from cprec.evaluator.metrics import bootstrap_ci, count_ranks, metric_names, paired_pvalue, rank_metrics
+from cprec.evaluator.results import (
+    RESULTS_FILE,
+    DatasetResult,
+    MethodResult,
+    Protocol,
+    Results,
+    Significance,
+    method_identity,
+)
 
 SPLITS = ("valid", "test")
-RESULTS_FILE = "results.json"
 
 
-def evaluate(config: EvalConfig) -> dict:
-    """Runs the evaluation; returns the results dict also written to `<out_dir>/results.json`."""
+def evaluate(config: EvalConfig) -> Results:
+    """Runs the evaluation; writes the record (`Results`) to `<out_dir>/results.json` and the report,
+    and returns the record."""
     from cprec.evaluator.report import write_report
 
     specs = dataset_specs(config)
@@ -54,35 +62,31 @@ def evaluate(config: EvalConfig) -> dict:
         f"datasets ready in {time.perf_counter() - started:.0f}s: "
         + ", ".join(f"{d.name} ({d.n_users} users, {d.n_items} items)" for d in datasets)
     )
-    results = {
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "template_version": TEMPLATE_VERSION,
-        "protocol": {
-            "kind": config.protocol,
-            "label": config.protocol_label(),
-            "negatives": config.negatives if config.protocol == "sampled" else None,
-            "mask_history": config.mask_history,
-            "ties": config.ties,
-            "ks": list(config.ks),
-            "select_metric": config.select_metric,
-            "test": config.test,
-            "alpha": config.alpha,
-            "bootstrap": config.bootstrap,
-        },
-        "config": to_dict(config),
-        "datasets": {},
-    }
+    results = Results(
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        template_version=TEMPLATE_VERSION,
+        protocol=Protocol(
+            kind=config.protocol,
+            label=config.protocol_label(),
+            negatives=config.negatives if config.protocol == "sampled" else None,
+            mask_history=config.mask_history,
+            ties=config.ties,
+            ks=list(config.ks),
+            select_metric=config.select_metric,
+            test=config.test,
+            alpha=config.alpha,
+            bootstrap=config.bootstrap,
+        ),
+        config=to_dict(config),
+    )
     methods = [make_method(spec, config) for spec in config.methods]
     try:
         for dataset in datasets:
-            results["datasets"][dataset.name] = evaluate_dataset(dataset, methods, config)
+            results.datasets[dataset.name] = evaluate_dataset(dataset, methods, config)
     finally:
         for method in methods:
             method.close()
-    fs, path = storage.filesystem(config.out_dir)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{RESULTS_FILE}") as stream:
-        stream.write(json.dumps(results, indent=2, default=_jsonable).encode())
+    results.save(storage.join(config.out_dir, RESULTS_FILE))
     write_report(results, config.out_dir)
     return results
 
@@ -91,10 +95,11 @@ def input_paths(config: EvalConfig, specs: list[DatasetConfig]) -> list[str]:
     """What the evaluation reads: the world's directory, the datasets' sources and the methods' models
     (a model that is no local path is a hub id, not a path)."""
     paths = [world_dir(config.world)] if config.world and not config.datasets else []
-    paths += [path for spec in specs for path in (spec.source.path, spec.data_dir) if path]
+    paths += [path for spec in specs for path in (spec.source.path, spec.data_dir, spec.split_dir) if path]
     for method in config.methods:
-        if method.model and (not storage.is_local(method.model) or storage.local_path(method.model).exists()):
-            paths.append(method.model)
+        for model in dict.fromkeys([method.model, *method.models.values()]):
+            if model and (not storage.is_local(model) or storage.local_path(model).exists()):
+                paths.append(model)
     return paths
 
 
@@ -175,7 +180,7 @@ def progress_done(dataset: str, label: str, run: MethodRun, config: EvalConfig) 
     progress(f"{dataset} / {label}: done in {run.seconds['total']:.0f}s, test {config.select_metric} {test:.3f}")
 
 
-def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> dict:
+def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> DatasetResult:
     users = evaluated_users(dataset, config)
     too_familiar = 0
     if config.protocol == "sampled":
@@ -195,14 +200,14 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
         )
     candidates = {split: sampled_candidates(dataset, split, users, config) for split in SPLITS}
     progress(f"{dataset.name}: {len(users)} of {dataset.n_users} users evaluated, {ranked} items ranked")
-    entry: dict = {
-        "platform": dataset.platform,
-        "domain": dataset.domain,
-        "stats": dataset.stats,
-        "users_evaluated": len(users),
-        "users_without_enough_negatives": too_familiar,
-        "methods": {},
-    }
+    entry = DatasetResult(
+        name=dataset.name,
+        platform=dataset.platform,
+        domain=dataset.domain,
+        stats=dataset.stats,
+        users_evaluated=len(users),
+        users_without_enough_negatives=too_familiar,
+    )
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     methods = [m for m in methods if not m.spec.datasets or dataset.name in m.spec.datasets]
     in_tasks = [m for m in methods if m.runs_in_task] if config.baseline_cpus else []
@@ -216,22 +221,29 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
         run = runs[label]
         by_split, variants, chosen = run.by_split, run.variants, chosen_variant(run, config)
         per_user[label] = {split: by_split[split][chosen] for split in SPLITS}
-        entry["methods"][label] = {
-            "kind": method.spec.kind,
-            "variant": chosen,
-            "variant_selected_on": "valid " + config.select_metric if len(variants) > 1 else "fixed",
-            **{split: _means(by_split[split][chosen]) for split in SPLITS},
-            "test_ci": {
+        spec = method.spec
+        base, fine_tuned = method_identity(label, spec.kind, spec.base, spec.fine_tuned)
+        entry.methods[label] = MethodResult(
+            label=label,
+            kind=spec.kind,
+            base=base,
+            fine_tuned=fine_tuned,
+            variant=chosen,
+            variant_selected_on="valid " + config.select_metric if len(variants) > 1 else "fixed",
+            valid=_means(by_split["valid"][chosen]),
+            test=_means(by_split["test"][chosen]),
+            test_ci={
                 name: bootstrap_ci(values, config.bootstrap, config.seed)
                 for name, values in by_split["test"][chosen].items()
             },
-            "variants": {v: {split: _means(by_split[split][v]) for split in SPLITS} for v in variants if v},
-            "info": run.info,
-            "seconds": run.seconds,
-        }
-        # Actors and models go back after every dataset: the next dataset's fine-tuning needs the CPUs/GPUs.
+            variants={v: {split: _means(by_split[split][v]) for split in SPLITS} for v in variants if v},
+            info=run.info,
+            seconds=run.seconds,
+        )
+        # Actors and models go back after every dataset: the next dataset's model (a fine-tuned method has
+        # one per dataset) needs the CPUs/GPUs.
         method.close()
-    entry["significance"] = significance(per_user, config)
+    entry.significance = significance(per_user, config)
     write_per_user(config.out_dir, dataset, users, per_user)
     return entry
 
@@ -295,9 +307,9 @@ def split_metrics(
     return out
 
 
-def significance(per_user: dict, config: EvalConfig) -> dict:
+def significance(per_user: dict, config: EvalConfig) -> dict[str, Significance]:
     """Per test metric: the best method and the paired-test p-value of every other method against it."""
-    out: dict = {}
+    out: dict[str, Significance] = {}
     labels = list(per_user)
     if not labels:  # every method is restricted to other datasets
         return out
@@ -309,7 +321,7 @@ def significance(per_user: dict, config: EvalConfig) -> dict:
             for label in labels
             if label != best
         }
-        out[name] = {"best": best, "p_values": p_values}
+        out[name] = Significance(best, p_values)
     return out
 
 
@@ -330,11 +342,3 @@ def write_per_user(out_dir: str, dataset: SplitDataset, users: np.ndarray, per_u
 
 def _means(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(values.mean()) for name, values in metrics.items()}
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -11,44 +11,78 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from cprec.core import storage
+from cprec.evaluator.results import RESULTS_FILE, MethodKey, Results
+from cprec.pipeline.recipe import BASE_NAME, CPREC_NAME
 
 METRIC = "ndcg@10"
+CPREC_ZERO_SHOT = MethodKey(CPREC_NAME)
+CPREC_SFT = MethodKey(CPREC_NAME, fine_tuned=True)
 
 
 @dataclass(frozen=True)
 class Comparison:
     claim: str
-    better: str
-    other: str
+    better: MethodKey
+    other: MethodKey
     # "better": significantly above; "not_worse": not significantly below (claim 4's "at least as good")
     kind: str = "better"
 
 
 CLAIMS = [
     *[
-        Comparison("1. CPRec + SFT beats the fine-tuned base and the baselines", "CPRec + SFT", other)
-        for other in ("Base + SFT", "SASRec", "Popularity", "Content (TF-IDF)")
+        Comparison("1. CPRec + SFT beats the fine-tuned base and the baselines", CPREC_SFT, other)
+        for other in (
+            MethodKey(BASE_NAME, fine_tuned=True),
+            MethodKey(kind="sasrec"),
+            MethodKey(kind="popularity"),
+            MethodKey(kind="content"),
+        )
     ],
-    Comparison("2. CPRec zero-shot beats the base and the format control", "CPRec zero-shot", "Base zero-shot"),
-    Comparison("2. CPRec zero-shot beats the base and the format control", "CPRec zero-shot", "Format control zero-shot"),
-    Comparison("3. all-domain mixed sequences beat domain-only", "CPRec zero-shot", "CPT domain-only zero-shot"),
-    Comparison("3. all-domain mixed sequences beat domain-only", "CPRec + SFT", "CPT domain-only + SFT"),
-    Comparison("4. WSA at least as good as cosine, better than constant", "CPRec zero-shot", "CPT cosine zero-shot",
-               "not_worse"),
-    Comparison("4. WSA at least as good as cosine, better than constant", "CPRec zero-shot", "CPT constant zero-shot"),
+    Comparison("2. CPRec zero-shot beats the base and the format control", CPREC_ZERO_SHOT, MethodKey(BASE_NAME)),
+    Comparison(
+        "2. CPRec zero-shot beats the base and the format control", CPREC_ZERO_SHOT, MethodKey("Format control")
+    ),
+    Comparison("3. all-domain mixed sequences beat domain-only", CPREC_ZERO_SHOT, MethodKey("CPT domain-only")),
+    Comparison(
+        "3. all-domain mixed sequences beat domain-only", CPREC_SFT, MethodKey("CPT domain-only", fine_tuned=True)
+    ),
+    Comparison(
+        "4. WSA at least as good as cosine, better than constant",
+        CPREC_ZERO_SHOT,
+        MethodKey("CPT cosine"),
+        "not_worse",
+    ),
+    Comparison("4. WSA at least as good as cosine, better than constant", CPREC_ZERO_SHOT, MethodKey("CPT constant")),
 ]
 
 
-def per_user(root: str) -> dict:
-    """dataset -> DataFrame of test-split per-user metrics (rows users, columns methods) of one run."""
+@dataclass
+class EvalRun:
+    """One evaluation: its record, and its test-split per-user METRIC per dataset (users x method labels)."""
+
+    results: Results
+    frames: dict[str, pd.DataFrame]
+
+    def values(self, dataset: str, key: MethodKey) -> pd.Series | None:
+        """The per-user values of the method that is `key`; None where it did not run on `dataset`."""
+        method = self.results.method(dataset, key)
+        frame = self.frames.get(dataset)
+        if method is None or frame is None or method.label not in frame.columns:
+            return None
+        return frame[method.label]
+
+
+def per_user(root: str) -> EvalRun:
+    """`eval_per_user` of one `cprec run` root's evaluation."""
     return eval_per_user(storage.read_json(storage.join(root, "run.json"))["stages"]["eval"]["path"])
 
 
-def eval_per_user(eval_dir: str) -> dict:
-    """`per_user` of one evaluation's output directory."""
+def eval_per_user(eval_dir: str) -> EvalRun:
+    """The record and per-user test metrics of one evaluation's output directory."""
     frames = {}
     for file in storage.list_files(storage.join(eval_dir, "per_user"), (".parquet",)):
         file_fs, file_path = storage.filesystem(file)
@@ -57,7 +91,7 @@ def eval_per_user(eval_dir: str) -> dict:
         frames[file.rsplit("/", 1)[-1].removesuffix(".parquet")] = test.pivot(
             index="user_id", columns="method", values=METRIC
         )
-    return frames
+    return EvalRun(Results.load(storage.join(eval_dir, RESULTS_FILE)), frames)
 
 
 def check(roots: dict[int, str], alpha: float = 0.05, test: str = "wilcoxon") -> list[dict]:
@@ -66,21 +100,26 @@ def check(roots: dict[int, str], alpha: float = 0.05, test: str = "wilcoxon") ->
 
 
 def compare(
-    runs: dict[int, dict], comparisons: list[Comparison], alpha: float = 0.05, test: str = "wilcoxon"
+    runs: dict[int, EvalRun], comparisons: list[Comparison], alpha: float = 0.05, test: str = "wilcoxon"
 ) -> list[dict]:
-    """`check` over per-user frames (seed -> `per_user`'s dict) for any comparisons."""
+    """`check` over evaluations (seed -> `per_user`) for any comparisons; a comparison is left out
+    on a dataset where either method is missing from some seed. Rows name the methods by the first
+    seed's labels."""
     from cprec.evaluator.metrics import paired_pvalue
 
-    datasets = sorted(set.intersection(*[set(r) for r in runs.values()]))
+    datasets = sorted(set.intersection(*[set(run.frames) for run in runs.values()]))
+    first = next(iter(runs.values()))
     rows = []
     for comparison in comparisons:
         for dataset in datasets:
-            frames = [runs[seed][dataset] for seed in runs]
-            if not all({comparison.better, comparison.other} <= set(f.columns) for f in frames):
+            pairs = [
+                (run.values(dataset, comparison.better), run.values(dataset, comparison.other)) for run in runs.values()
+            ]
+            if any(better is None or other is None for better, other in pairs):
                 continue
-            a = np.concatenate([f[comparison.better].to_numpy(float) for f in frames])
-            b = np.concatenate([f[comparison.other].to_numpy(float) for f in frames])
-            diffs = [float(f[comparison.better].mean() - f[comparison.other].mean()) for f in frames]
+            a = np.concatenate([better.to_numpy(float) for better, _ in pairs])
+            b = np.concatenate([other.to_numpy(float) for _, other in pairs])
+            diffs = [float(better.mean() - other.mean()) for better, other in pairs]
             p = paired_pvalue(a, b, test)
             if comparison.kind == "better":
                 holds = a.mean() > b.mean() and p < alpha
@@ -89,8 +128,8 @@ def compare(
             rows.append(
                 {
                     "claim": comparison.claim,
-                    "better": comparison.better,
-                    "other": comparison.other,
+                    "better": first.results.method(dataset, comparison.better).label,
+                    "other": first.results.method(dataset, comparison.other).label,
                     "dataset": dataset,
                     "mean_better": float(a.mean()),
                     "mean_other": float(b.mean()),

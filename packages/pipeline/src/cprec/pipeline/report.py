@@ -15,25 +15,36 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from cprec.core import storage
+from cprec.evaluator.results import RESULTS_FILE, DatasetResult, MethodKey, Results
+from cprec.pipeline.recipe import BASE_NAME, CPREC_NAME
 
 HEADLINE = "ndcg@10"
 REPORT = "report.md"
+BASELINE_KINDS = ("sasrec", "popularity", "content")
 
 
-def comparisons(methods: list[str]) -> list[tuple[str, str, str]]:
-    """(question, CPRec side, other side) pairs present among the evaluated `methods`."""
+def comparisons(dataset: DatasetResult) -> list[tuple[str, str, str]]:
+    """(question, CPRec side's label, other side's label) of the pairs that ran on `dataset`: CPRec
+    against the base model and the baselines, and against every other pre-trained model (the
+    ablations), zero-shot and after fine-tuning."""
+    cprec, cprec_sft = MethodKey(CPREC_NAME), MethodKey(CPREC_NAME, fine_tuned=True)
     pairs = [
-        ("CPT helps zero-shot", "CPRec zero-shot", "Base zero-shot"),
-        ("CPT helps after fine-tuning", "CPRec + SFT", "Base + SFT"),
+        ("CPT helps zero-shot", cprec, MethodKey(BASE_NAME)),
+        ("CPT helps after fine-tuning", cprec_sft, MethodKey(BASE_NAME, fine_tuned=True)),
     ]
-    for baseline in ("SASRec", "Popularity", "Content (TF-IDF)"):
-        pairs.append((f"CPRec + SFT vs {baseline}", "CPRec + SFT", baseline))
-    for method in methods:
-        if method.endswith(" zero-shot") and method not in ("CPRec zero-shot", "Base zero-shot"):
-            pairs.append((f"ablation: {method.removesuffix(' zero-shot')}", "CPRec zero-shot", method))
-        elif method.endswith(" + SFT") and method not in ("CPRec + SFT", "Base + SFT"):
-            pairs.append((f"ablation after SFT: {method.removesuffix(' + SFT')}", "CPRec + SFT", method))
-    return [p for p in pairs if p[1] in methods and p[2] in methods]
+    for kind in BASELINE_KINDS:
+        baseline = dataset.method(MethodKey(kind=kind))
+        if baseline:
+            pairs.append((f"{cprec_sft} vs {baseline.label}", cprec_sft, baseline.key))
+    for method in dataset.methods.values():
+        if method.is_baseline or method.base in (CPREC_NAME, BASE_NAME):
+            continue
+        if method.fine_tuned:
+            pairs.append((f"ablation after SFT: {method.base}", cprec_sft, method.key))
+        else:
+            pairs.append((f"ablation: {method.base}", cprec, method.key))
+    found = [(question, dataset.method(a), dataset.method(b)) for question, a, b in pairs]
+    return [(question, a.label, b.label) for question, a, b in found if a and b]
 
 
 def compare(eval_dir: str, dataset: str, a: str, b: str, metric: str, test: str) -> dict:
@@ -57,24 +68,23 @@ def verdict(row: dict, alpha: float) -> str:
 
 
 def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, training_dirs: dict[str, str]) -> str:
-    results = storage.read_json(storage.join(eval_dir, "results.json"))
-    alpha, test = results["protocol"]["alpha"], results["protocol"]["test"]
+    results = Results.load(storage.join(eval_dir, RESULTS_FILE))
+    alpha, test = results.protocol.alpha, results.protocol.test
     eval_rel = eval_dir.rsplit("/", 1)[-1]
     lines = [
         f"# CPRec run report — preset `{preset}`",
         "",
         f"Generated {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}. "
-        f"Protocol: {results['protocol']['label']}; earlier items masked: {results['protocol']['mask_history']}. "
+        f"Protocol: {results.protocol.label}; earlier items masked: {results.protocol.mask_history}. "
         f"Comparisons are paired {test} tests over the same test users (significance at p < {alpha}).",
         "",
         "## Does continual pre-training help?",
         "",
     ]
     summary = {}
-    for dataset, entry in results["datasets"].items():
-        methods = list(entry["methods"])
+    for dataset, entry in results.datasets.items():
         rows = []
-        for question, a, b in comparisons(methods):
+        for question, a, b in comparisons(entry):
             row = compare(eval_dir, dataset, a, b, HEADLINE, test)
             summary.setdefault(question, []).append((dataset, row))
             rows.append(
@@ -82,7 +92,7 @@ def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, trai
                 f"{verdict(row, alpha)} |"
             )
         lines += [
-            f"### {dataset} ({entry['platform']}, {entry['users_evaluated']} test users)",
+            f"### {dataset} ({entry.platform}, {entry.users_evaluated} test users)",
             "",
             f"| question | CPRec side ({HEADLINE.upper()}) | other side | difference | verdict |",
             "| --- | --- | --- | --- | --- |",
@@ -176,7 +186,7 @@ def _plot_curves(curves: dict[str, list[dict]], root: str) -> None:
     for name, records in curves.items():
         ax.plot([r["step"] for r in records], [r["lr"] for r in records], label=name)
     ax.set(xlabel="step", ylabel="learning rate", title="Learning-rate schedules")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.tight_layout()
     _save(plt, fig, storage.join(root, "lr_schedules.png"))
 
@@ -188,15 +198,20 @@ def _plot_curves(curves: dict[str, list[dict]], root: str) -> None:
         if valid:
             ax.plot(*zip(*valid), "o--", color=color, label=f"{name} valid")
     ax.set(xlabel="step", ylabel="loss", title="Training and validation loss")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.tight_layout()
     _save(plt, fig, storage.join(root, "loss_curves.png"))
+
+
+def _legend_outside(ax) -> None:
+    """Right of the axes, where it cannot hide a curve."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _save(plt, fig, uri: str) -> None:
     """The figure as a PNG at `uri`, local or on object storage."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     fs, path = storage.filesystem(uri)
     with fs.open_output_stream(path) as stream:

@@ -4,21 +4,34 @@
 variant (''); the LLM methods return one per score form (sum, mean, pmi), and the evaluator picks
 the variant on validation. With the sampled protocol `candidates` [users, items] marks the only
 items that will be ranked, so an expensive method may leave the others unscored (-inf).
+
+`METHODS` maps each method kind to its class as "module:Class" strings, so the config can list
+the kinds without importing torch, scikit-learn or transformers.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from cprec.evaluator.config import EvalConfig, MethodConfig
-from cprec.evaluator.datasets import SplitDataset
+    from cprec.data_prep.downstream import SplitDataset
+    from cprec.evaluator.config import EvalConfig, MethodConfig
+
+METHODS = {
+    "popularity": "cprec.evaluator.methods.popularity:Popularity",
+    "content": "cprec.evaluator.methods.content:ContentTfidf",
+    "sasrec": "cprec.evaluator.methods.sasrec:SASRecMethod",
+    "llm": "cprec.evaluator.methods.llm:LLMZeroShot",
+}
 
 
 class Method(ABC):
     # Baselines (True) fit and score in a Ray task on any CPU worker; the LLM methods stay in the
-    # driver, which hands their heavy work to actors and Ray Train itself.
+    # driver, which hands their heavy work to scoring actors.
     runs_in_task = False
 
     def __init__(self, spec: MethodConfig, config: EvalConfig):
@@ -52,31 +65,15 @@ class Method(ABC):
 
 
 def make_method(spec: MethodConfig, config: EvalConfig) -> Method:
-    if spec.kind == "popularity":
-        from cprec.evaluator.methods.popularity import Popularity
-
-        return Popularity(spec, config)
-    if spec.kind == "content":
-        from cprec.evaluator.methods.content import ContentTfidf
-
-        return ContentTfidf(spec, config)
-    if spec.kind == "sasrec":
-        from cprec.evaluator.methods.sasrec import SASRecMethod
-
-        return SASRecMethod(spec, config)
-    if spec.kind == "llm":
-        from cprec.evaluator.methods.llm import LLMZeroShot
-
-        return LLMZeroShot(spec, config)
-    if spec.kind == "sft":
-        from cprec.evaluator.methods.sft import LLMFineTuned
-
-        return LLMFineTuned(spec, config)
-    raise ValueError(f"unknown method kind {spec.kind!r}")
+    if spec.kind not in METHODS:
+        raise ValueError(f"unknown method kind {spec.kind!r}")
+    module, name = METHODS[spec.kind].split(":")
+    return getattr(importlib.import_module(module), name)(spec, config)
 
 
 def history_matrix(dataset: SplitDataset, split: str, users: np.ndarray):
     """A sparse [users, items] count matrix of what each user has seen before `split`'s target."""
+    import numpy as np
     from scipy import sparse
 
     rows, cols = [], []

@@ -34,37 +34,9 @@ log = logging.getLogger(__name__)
 
 def load_tokenizer(model_path: str):
     """The model's tokenizer, checked against its config: a missing path or a mismatch is a CPRecError."""
-    from transformers import AutoConfig, AutoTokenizer
+    from cprec.core.tokenizer import load_tokenizer as load
 
-    if (
-        storage.is_local(model_path)
-        and not storage.local_path(model_path).exists()
-        and not _hub_id(model_path)
-    ):
-        raise CPRecError(f"model path does not exist: {model_path}")
-    source = storage.local_copy(model_path)
-    try:
-        config = AutoConfig.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise CPRecError(
-            f"cannot load a causal LM and tokenizer from {model_path}: {exc}".splitlines()[0]
-        ) from exc
-    vocab = config.get_text_config().vocab_size
-    if len(tokenizer) > vocab:
-        raise CPRecError(
-            f"tokenizer mismatch at {model_path}: the tokenizer has {len(tokenizer)} tokens, the model embeds {vocab}"
-        )
-    if tokenizer.eos_token_id is None:
-        raise CPRecError(
-            f"tokenizer at {model_path} has no EOS token (documents end with EOS in pre-training)"
-        )
-    return tokenizer
-
-
-def _hub_id(name: str) -> bool:
-    """'org/name' (not a path that merely is missing) is left to transformers to fetch from the hub."""
-    return not name.startswith(("/", ".", "~")) and name.count("/") == 1
+    return load(model_path, what="model", model_vocab_check=True)
 
 
 def tokenize_catalogue(tokenizer, item_texts: list[str]) -> list[list[int]]:
@@ -350,19 +322,21 @@ def score_forms(
 
 
 class LLMZeroShot(Method):
-    """Any Hugging Face causal LM path, scored zero-shot."""
+    """Any Hugging Face causal LM path, scored as given: the dataset's own model in `models` (e.g. one
+    the pipeline fine-tuned on it), else `model`. Nothing is trained here."""
 
     pool: ScoringPool | None = None
-
-    def model_path(self, dataset: SplitDataset) -> str:
-        return self.spec.model
+    model: str = ""
 
     def variants(self) -> list[str]:
         return list(FORMS) if self.spec.form == "auto" else [self.spec.form]
 
     def fit(self, dataset: SplitDataset) -> None:
-        if self.pool is None:
-            self.pool = ScoringPool(self.model_path(dataset), self.config.llm)
+        self.close()  # the previous dataset's model, if it was not released
+        self.model = self.spec.model_for(dataset.name)
+        if not self.model:
+            raise CPRecError(f"method {self.spec.label()!r} has no model for dataset {dataset.name!r}")
+        self.pool = ScoringPool(self.model, self.config.llm)
         self.token_counts = self.pool.set_catalogue(dataset.item_texts)
         self.prior = None
         if "pmi" in self.variants():
@@ -380,7 +354,8 @@ class LLMZeroShot(Method):
 
     def info(self) -> dict:
         return {
-            "model": self.spec.model,
+            "model": self.model,
+            "fine_tuned": self.spec.fine_tuned,
             "end": getattr(self.pool, "end_kind", ""),
             "max_history": self.config.llm.max_history,
         }
