@@ -1,5 +1,6 @@
 """The cluster files are checked against the schemas their consumers apply, and every job entrypoint
-(in the KubeRay manifests and in docs/clusters.md) against the real `cprec` parser and config classes.
+(in the KubeRay manifests and in docs/clusters.md) against the real `cprec` parser and config classes:
+the `cluster` preset, which those jobs run, against the nodes and pods of every cluster file.
 
 Launcher YAML: Ray's own ray-schema.json (what `ray up` validates with). KubeRay manifests: the subset of
 the ray.io/v1 CRDs we use, in kuberay_schema.json. No Ray is started here.
@@ -31,6 +32,7 @@ from cprec.core.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = REPO / "clusters"
 KUBERAY = CLUSTERS / "kuberay"
+WORLD = CLUSTERS / "world.json"  # the example world of the `cluster` preset's job (docs/clusters.md)
 DOCS = REPO / "docs" / "clusters.md"
 IMAGE_ROOT = "/home/ray/cprec/"  # WORKDIR of clusters/kuberay/Dockerfile: the repository root in the image
 LAUNCHER_FILES = ["aws.yaml", "gcp.yaml"]
@@ -145,7 +147,7 @@ def test_kuberay_manifest_matches_crd_schema(name):
 
 
 def test_kuberay_schema_catches_mistakes():
-    cluster, job = load(KUBERAY / "raycluster.yaml"), load(KUBERAY / "rayjob-data.yaml")
+    cluster, job = load(KUBERAY / "raycluster.yaml"), load(KUBERAY / "rayjob-run.yaml")
     broken = []
     b = copy.deepcopy(cluster)
     b["spec"]["workerGroupSpec"] = b["spec"].pop("workerGroupSpecs")  # misspelt
@@ -224,9 +226,51 @@ def docs_entrypoints() -> list[tuple[str, str]]:
 ENTRYPOINTS = manifest_entrypoints() + docs_entrypoints()
 
 
-def test_docs_submit_every_stage():
-    stages = {shlex.split(entry)[2] for _, entry in docs_entrypoints()}
-    assert {"cprec.data_prep", "cprec.trainer", "cprec.evaluator", "cprec.pipeline"} <= stages
+def test_the_cluster_workflow_is_one_run_of_the_cluster_preset():
+    # The RayJob and the docs submit `cprec run --preset cluster` over the example world, uploaded to the
+    # bucket; every such job (the whole run, or a stage-by-stage one with `until=`) has the same out_dir,
+    # so each finds the stages the one before wrote.
+    def cluster_runs(entrypoints):
+        found = []
+        for where, entrypoint in entrypoints:
+            args, command = parse_entry(entrypoint)
+            if command == ("run",) and args.preset == "cluster":
+                found.append((where, loaded(entrypoint)[1]))
+        return found
+
+    manifest_runs, docs_runs = cluster_runs(manifest_entrypoints()), cluster_runs(docs_entrypoints())
+    assert len(manifest_runs) == 1 and docs_runs
+    job = manifest_runs[0][1]
+    assert job.until == "report", "the RayJob runs the whole recipe"
+    assert job.world.startswith(("s3://", "gs://")) and job.world.endswith("/world.json")
+    assert job.out_dir.startswith(("s3://", "gs://"))
+    for where, run in docs_runs:
+        assert (run.world, run.out_dir) == (job.world, job.out_dir), where
+    assert any(run.until == "report" for _, run in docs_runs), "the docs submit the whole recipe"
+    jobs = [name for name in MANIFESTS if name.startswith("rayjob-") and name != "rayjob-tune.yaml"]
+    assert jobs == [manifest_runs[0][0]], "one RayJob runs the recipe, not one per stage"
+
+
+def test_the_example_world_names_real_sources_on_object_storage():
+    # clusters/world.json is what the job's world= names once copied to the bucket: the seven Amazon
+    # Reviews 2023 pre-training domains, and five downstream datasets on two platforms, none of them a
+    # pre-training domain; every source loads as the data build and the evaluator load it.
+    from cprec.core.world import load_world
+    from cprec.evaluator.config import DatasetConfig
+
+    world = load_world(str(WORLD))
+    sources = [*world["pretrain"], *(entry["source"] for entry in world["downstream"])]
+    for entry in world["downstream"]:
+        load_config(DatasetConfig, base=entry)
+    for source in sources:
+        loaded_source = load_config(type(DatasetConfig().source), base=source)
+        getattr(loaded_source, "validate", lambda: None)()
+        assert source["path"].startswith(("s3://", "gs://")), source
+    pretrain = [d for entry in world["pretrain"] for d in entry["domains"]]
+    downstream = [d for entry in world["downstream"] for d in entry["source"].get("domains", [])]
+    assert len(pretrain) == 7 and {e["format"] for e in world["pretrain"]} == {"amazon2023"}
+    assert len(world["downstream"]) == 5 and {e["platform"] for e in world["downstream"]} == {"marketplace", "retail"}
+    assert not set(pretrain) & set(downstream)
 
 
 def parse_entry(entrypoint: str) -> tuple[argparse.Namespace, tuple[str, ...]]:
@@ -322,6 +366,12 @@ def node_setup(config: dict, type_name: str) -> list[str]:
     return config["available_node_types"][type_name].get("worker_setup_commands", default)
 
 
+def sft_train(sft: Any) -> dict:
+    """The TrainConfig options of a run's fine-tuning runs: `train` of its `sft` section."""
+    section = sft.get("train") if isinstance(sft, dict) else getattr(sft, "train", None)
+    return dict(section or {})
+
+
 def train_configs(command: tuple[str, ...], config: Any) -> list:
     """The TrainConfig of every training run a job starts (a run's and a tune's as run.py / tune.py layer them)."""
     from cprec.core.config import layered
@@ -332,9 +382,28 @@ def train_configs(command: tuple[str, ...], config: Any) -> list:
     if command not in (("run",), ("tune",)):
         return []
     sections = [config.base, config.cpt]
-    if command == ("run",):
-        sections += [layered(config.cpt, v.train) for v in config.variants] + [config.sft]
+    if command == ("run",):  # only the stages up to `until` run
+        from cprec.pipeline.config import STAGES as RUN_STAGES
+
+        reached = RUN_STAGES[: RUN_STAGES.index(config.until) + 1]
+        sections = [config.base] if "base" in reached else []
+        if "cpt" in reached:
+            sections += [config.cpt, *(layered(config.cpt, v.train) for v in config.variants)]
+        if {"sft", "eval"} & set(reached):
+            sections.append(sft_train(config.sft))
     return [load_config(TrainConfig, base=layered(config.train, s, FIXED)) for s in sections]
+
+
+def evaluation(command: tuple[str, ...], config: Any) -> Any:
+    """The EvalConfig of the evaluation a job runs (a run's: its `eval` section), or None."""
+    from cprec.core.config import layered
+    from cprec.evaluator.config import EvalConfig
+
+    if command == ("eval",):
+        return config
+    if command == ("run",) and config.until in ("eval", "report"):
+        return load_config(EvalConfig, base=layered(config.eval, {"world": config.world or "w.json"}))
+    return None
 
 
 def test_every_training_run_fits_one_node_of_each_cluster():
@@ -354,6 +423,40 @@ def test_every_training_run_fits_one_node_of_each_cluster():
                 if not any(cpus <= c and gpus <= g for c, g in pool):
                     misfits.append(f"{cluster} {pool}: {where} `{entrypoint}` needs {cpus:g} CPUs, {gpus} GPUs")
     assert checked and misfits == []
+
+
+def test_every_evaluation_fits_the_nodes_of_each_cluster():
+    # The LLM scorers (one GPU each on a GPU node) run together, so all of them must fit one node of the
+    # GPU pool; each baseline task (`baseline_cpus`) must fit one CPU node.
+    misfits, checked = [], 0
+    for cluster in CLUSTER_FILES:
+        shapes = node_shapes(cluster).values()
+        for where, entrypoint in ENTRYPOINTS:
+            evaluation_config = evaluation(*loaded(entrypoint))
+            if evaluation_config is None:
+                continue
+            llm, checked = evaluation_config.llm, checked + 1
+            if llm.num_actors:
+                gpus = llm.num_actors if llm.device in ("cuda", "auto") else 0
+                cpus = llm.num_actors * llm.cpus_per_actor
+                if not any(cpus <= c and gpus <= g and (g > 0) == (gpus > 0) for c, g, _ in shapes):
+                    misfits.append(f"{cluster}: {where} scorers need {cpus:g} CPUs, {gpus} GPUs")
+            cpu_nodes = [c for c, g, _ in shapes if not g]
+            if not any(evaluation_config.baseline_cpus <= c for c in cpu_nodes):
+                misfits.append(f"{cluster}: {where} baselines need {evaluation_config.baseline_cpus:g} CPUs")
+    assert checked and misfits == []
+
+
+def test_cluster_jobs_keep_checkpoints_and_outputs_on_object_storage():
+    # Ray Train storage must be reachable from every node: each rank writes its DeepSpeed shards there and
+    # a restarted worker group may land on other nodes. Checkpoints go to `checkpoint.storage_path`, or
+    # with '' under the run's output directory, so a job's out_dir (or storage_path) is object storage.
+    for where, entrypoint in ENTRYPOINTS:
+        command, config = loaded(entrypoint)
+        for train in train_configs(command, config):
+            output = config.out_dir if command in (("run",), ("tune",)) else train.output_dir
+            storage = train.checkpoint.storage_path or output
+            assert storage.startswith(("s3://", "gs://")), f"{where}: checkpoints at {storage!r}"
 
 
 def test_tune_trials_use_the_gpus_the_job_reserves_for_them():
@@ -437,34 +540,42 @@ def test_gpu_nodes_install_the_gpu_extra_and_gpu_configs_use_it():
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     images = {c["image"] for g in groups for c in g["template"]["spec"]["containers"]}
     assert len(images) == 1, "every pod runs the one image the Dockerfile builds"
-    # The GPU train configs meant for real models turn liger's decoder kernels on (the presets, tiny
-    # models measured without them in docs/results.md, leave them off).
-    trains = [(where, loaded(e)[1]) for where, e in ENTRYPOINTS if loaded(e)[0] == ("train", "fit")]
-    gpu_trains = [(where, train) for where, train in trains if train.scaling.use_gpu]
+    # The GPU trainings of a job on a real model (the `cluster` preset's: its base is a hub model) turn
+    # liger's decoder kernels on; the tiny presets, measured without them in docs/results.md, leave them off.
+    gpu_trains = []
+    for where, entrypoint in ENTRYPOINTS:
+        trains = train_configs(*loaded(entrypoint))
+        if any(train.model for train in trains):
+            gpu_trains += [(where, train) for train in trains if train.scaling.use_gpu]
     assert gpu_trains and [where for where, train in gpu_trains if not train.liger_kernels] == []
 
 
 def test_models_are_read_from_object_storage_not_a_local_mount():
-    # No cluster file mounts a model directory, so an eval reads a hub id or the train job's export
-    # (<output_dir>/model) on object storage; nothing names a node-local path like /mnt/models.
-    for path in [*CLUSTERS.rglob("*"), DOCS]:
+    # No cluster file mounts a model directory, so a job reads a hub id or what a job before it exported
+    # to object storage (a run's own stages under its out_dir, a train job's <output_dir>/model); nothing
+    # names a node-local path like /mnt/models.
+    from cprec.pipeline.presets import PRESET_DIR
+
+    for path in [*CLUSTERS.rglob("*"), DOCS, PRESET_DIR / "cluster.yaml"]:
         if path.is_file():
             assert "/mnt/" not in path.read_text(), path
-    exports = set()
-    for _, entrypoint in ENTRYPOINTS:
+    exports, models = set(), []
+    for where, entrypoint in ENTRYPOINTS:
         command, config = loaded(entrypoint)
         if command == ("train", "fit"):
             exports.add(config.output_dir.rstrip("/") + "/model")
-    models = [
-        (where, method.model)
-        for where, entrypoint in ENTRYPOINTS
-        if loaded(entrypoint)[0] == ("eval",)
-        for method in loaded(entrypoint)[1].methods
-        if method.kind in ("llm", "sft")
-    ]
+        trains = train_configs(command, config)
+        if command in (("run",), ("tune",)) and trains:
+            assert config.out_dir.startswith(("s3://", "gs://")), f"{where}: stages and models at {config.out_dir!r}"
+            exports.add(config.out_dir.rstrip("/") + "/")
+        models += [(where, train.model) for train in trains if train.model]
+        if command == ("eval",):
+            models += [(where, m.model) for m in config.methods if getattr(m, "model", "")]
     assert models
     for where, model in models:
         if "://" in model:
-            assert model in exports, f"{where}: {model} is not what a train job exports ({exports})"
+            assert any(model == e or (e.endswith("/") and model.startswith(e)) for e in exports), (
+                f"{where}: {model} is not what a job before it exports ({exports})"
+            )
         else:
             assert re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", model), f"{where}: {model} is not a hub id"

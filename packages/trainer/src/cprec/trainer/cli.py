@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         TrainConfig,
         _fit,
         help="train (or resume, or find finished) a run and export the model in HF format",
-        example="cprec train fit --config configs/train.yaml data_dir=out/data output_dir=out/cpt steps=600",
+        example="cprec train fit data_dir=out/data output_dir=out/cpt steps=600",
     )
     add_config_command(
         commands,
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         PlotScheduleConfig,
         _plot_schedule,
         help="write a PNG of the learning rate and the data mixture against steps",
-        example="cprec train plot-schedule --config configs/train.yaml out=schedule.png",
+        example="cprec train plot-schedule steps=600 out=schedule.png",
     )
 
 

@@ -31,17 +31,22 @@ class TinyModelConfig:
 class MixtureConfig:
     """Shares of the token kinds (domain, mixed, catalog) drawn in each WSA phase.
 
-    {} draws the kinds in proportion to their rows. configs/train.yaml holds the CPRec mixture
-    (domain .45 / mixed .45 / catalog .1, then mixed .9 / catalog .1 in annealing). Overrides merge
-    into a phase's mapping, so set a kind to 0 to drop it.
+    The defaults are CPRec's mixture, stated here only: domain .45 / mixed .45 / catalog .1 in
+    warmup and stable, then mixed .9 / catalog .1 in annealing, the move from per-domain knowledge
+    to all-domain behaviour with catalogue-text replay against forgetting. Configs and overrides
+    merge into a phase's mapping, so set a kind to 0 to drop it. A phase set to {} in code (a merge
+    cannot empty it) draws the kinds in proportion to their rows.
     """
 
-    warmup: dict[str, float] = option({}, help="kind shares during warmup ({} = in proportion to rows)")
+    warmup: dict[str, float] = option(
+        {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}, help="kind shares during warmup"
+    )
     stable: dict[str, float] = option(
-        {}, help="kind shares during the stable phase ({} = in proportion to rows)"
+        {"domain": 0.45, "mixed": 0.45, "catalog": 0.1}, help="kind shares during the stable phase"
     )
     annealing: dict[str, float] = option(
-        {}, help="kind shares during annealing, the move to all-domain behaviour ({} = in proportion to rows)"
+        {"domain": 0.0, "mixed": 0.9, "catalog": 0.1},
+        help="kind shares during annealing, the move to all-domain behaviour",
     )
 
     def for_phase(self, phase: str) -> dict[str, float]:
