@@ -33,7 +33,15 @@ EVERY_METHOD = [
 def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run):
     report = (smoke_run / "report.md").read_text()
     manifest = json.loads((smoke_run / "run.json").read_text())
-    assert set(manifest["stages"]) >= {"data", "control", "base", "cpt", "eval"}
+    assert set(manifest["stages"]) >= {"data", "control", "base", "cpt", "downstream", "sft-data-pet-supplies", "eval"}
+    # the fine-tunings are stages of their own, trained together in one worker group
+    tunings = {"sft-base-pet-supplies", "sft-cprec-pet-supplies", "sft-cpt-domain-only-pet-supplies"}
+    assert tunings <= set(manifest["stages"])
+    group = json.loads((Path(manifest["stages"]["sft-cprec-pet-supplies"]["path"]) / "_STAGE.json").read_text())
+    assert set(group["group"]) == tunings
+    # so do the continual pre-trainings: CPRec's and its ablations'
+    cpt = json.loads((Path(manifest["stages"]["cpt"]["path"]) / "_STAGE.json").read_text())
+    assert set(cpt["group"]) == {"cpt", "variant-cpt-domain-only", "variant-format-control"}
     for method in EVERY_METHOD:
         assert f"| {method} |" in report, method
     # The paper's questions, answered with paired tests, per dataset and in one line each.
@@ -61,7 +69,7 @@ def test_the_run_went_through_the_hand_written_world(smoke_run):
     assert "world" not in manifest["stages"]  # nothing generated
     results = json.loads((Path(manifest["stages"]["eval"]["path"]) / "results.json").read_text())
     assert sorted(results["datasets"]) == ["Pet_Supplies", "ml-mini"]
-    # sft_limit: 1 in the smoke preset fine-tunes on the world's first downstream dataset only
+    # sft.limit: 1 in the smoke preset fine-tunes on the world's first downstream dataset only
     report = (smoke_run / "report.md").read_text()
     assert report.count("| CPT helps after fine-tuning |") == 1 and "### Pet_Supplies" in report
     stats = json.loads((Path(manifest["stages"]["data"]["path"]) / "stats.json").read_text())
@@ -86,21 +94,20 @@ def test_a_changed_stage_config_reruns_only_from_that_stage(smoke_run):
 
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_loads_into_every_stage_config(preset):
+    from cprec.core.config import layered
     from cprec.data_prep.build import BuildConfig
     from cprec.data_prep.synth import SynthConfig
     from cprec.evaluator.config import EvalConfig
-    from cprec.pipeline.run import layered
-    from cprec.trainer.config import TrainConfig
+    from cprec.pipeline import recipe
 
     config = load_config(RunConfig, base=load_preset(preset))
+    config.validate()
     load_config(SynthConfig, base=config.synth)
     load_config(BuildConfig, base=layered(config.data, config.control, {"world": "w.json", "out_dir": "o"}))
-    paths = {"data_dir": "d", "output_dir": "o"}
-    for section in (config.base, config.cpt, config.sft):
-        load_config(TrainConfig, base=layered(config.train, section, paths))
-    for variant in config.variants:
-        load_config(TrainConfig, base=layered(config.train, config.cpt, variant.train, paths))
-    load_config(EvalConfig, base=layered(config.eval, {"world": "w.json"}))
+    sections = [recipe.base_section(config), recipe.cpt_section(config), recipe.sft_section(config)]
+    for section in sections + [recipe.variant_section(config, v) for v in config.variants]:
+        recipe.train_config(section, "d", "", "o", "check").validate()
+    load_config(EvalConfig, base=layered(config.eval, {"world": "w.json"})).validate()
 
 
 def test_bad_preset_and_bad_stage_key_are_one_line_errors(tmp_path, capsys):

@@ -15,7 +15,8 @@ from smallworld import EXAMPLE
 from cprec.core.config import load_config
 from cprec.pipeline.config import RunConfig
 from cprec.pipeline.presets import load_preset
-from cprec.pipeline.run import run, world_fingerprint
+from cprec.pipeline.recipe import world_fingerprint
+from cprec.pipeline.run import run
 
 
 def smoke(**overrides) -> RunConfig:
@@ -31,7 +32,7 @@ def copied_world(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"sft_datasets": "[Online_Retail]"}, r"sft_datasets names \['Online_Retail'\], which world .* does not list"),
+        ({"sft.datasets": "[Online_Retail]"}, r"sft.datasets names \['Online_Retail'\], which world .* does not list"),
         ({"cpt.no_such_knob": 1}, "no_such_knob"),
         ({"eval.protocol": "sideways"}, "protocol 'sideways'"),
     ],

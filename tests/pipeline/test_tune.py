@@ -60,7 +60,7 @@ def test_bad_options_are_one_line_errors(override, message):
 
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_loads_into_a_tune_and_its_trials(preset):
-    from cprec.pipeline.run import layered
+    from cprec.core.config import layered
 
     sections = load_preset(preset)
     config = load_config(TuneConfig, base=preset_sections(sections), overrides=[TWO_POINTS])
@@ -120,8 +120,8 @@ def test_two_trial_tune_on_the_smoke_preset_resumes_without_rerunning(smoke_run,
     args += ["cpt.steps=10", "report_every=5", "eval.max_users=8"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    # data and base are the `cprec run` stages of the same preset, world and root.
-    for stage in ("data", "base"):
+    # data, base and the downstream splits are the `cprec run` stages of the same preset, world and root.
+    for stage in ("data", "base", "downstream"):
         assert f"[cprec run] {stage}: reusing" in out
     experiment = smoke_run / "tune"
     assert (experiment / "tuner.pkl").exists() and list(experiment.glob("experiment_state-*.json"))

@@ -1,8 +1,9 @@
-"""The config of `cprec run`: one section per stage, each a layer of that stage's own config.
+"""The configs of `cprec run` and `cprec tune`: one section per stage, each a layer of that stage's own
+config, declared once (`StageSections`) for both, so their stage digests cannot drift apart.
 
 A preset (presets/<name>.yaml) fills the sections; a --config file and key=value overrides go on
 top, e.g. `cprec run --preset default cpt.steps=800 eval.max_users=300`. Keys inside a section are
-checked against the stage's config class when the stage starts, with the same one-line errors.
+checked against the stage's config class before any stage runs (recipe.check_plan).
 """
 
 from __future__ import annotations
@@ -13,7 +14,34 @@ from typing import Any
 from cprec.core.config import option
 from cprec.core.errors import CPRecError
 
-STAGES = ("world", "data", "base", "cpt", "eval", "report")
+STAGES = ("world", "data", "base", "cpt", "downstream", "sft", "eval", "report")
+
+
+@dataclass
+class StageSections:
+    """The stages `cprec run` and `cprec tune` share: world, corpus, base model, CPT, evaluation."""
+
+    out_dir: str = option("", help="root of all stage outputs; '' = runs/<preset>")
+    world: str = option(
+        "",
+        help="your own world.json (pre-training sources and downstream datasets, any supported format, local or "
+        "s3:// / gs://; docs/world.md); '' = generate the embedded default world from the `synth` section",
+    )
+    seed: int = option(0, help="seed of the world, every training run and the evaluation (a section's own seed wins)")
+    synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world); see `cprec data synth --help`")
+    data: dict[str, Any] = option(
+        {}, help="BuildConfig options of the pre-training corpus; see `cprec data build --help`"
+    )
+    train: dict[str, Any] = option({}, help="TrainConfig options shared by every training run (scaling, model shape)")
+    base: dict[str, Any] = option(
+        {},
+        help="TrainConfig options of the base model: the tiny model trained on catalogue text alone (every "
+        "platform's catalogue, no behaviour), or a given `model` continued on it",
+    )
+    cpt: dict[str, Any] = option({}, help="TrainConfig options of CPRec's continual pre-training (WSA) from the base")
+    eval: dict[str, Any] = option(
+        {}, help="EvalConfig options (datasets and methods are set by the recipe); see `cprec eval --help`"
+    )
 
 
 @dataclass
@@ -21,40 +49,46 @@ class VariantConfig:
     """An ablation: another continual pre-training from the same base model, at equal steps."""
 
     name: str = option("", help="label in the report, e.g. 'CPT domain-only'")
-    data: str = option("main", help="training data: main (the pre-training build) or control (the format control build)")
+    data: str = option(
+        "main", help="training data: main (the pre-training build) or control (the format control build)"
+    )
     train: dict[str, Any] = option({}, help="TrainConfig options layered over the `cpt` section")
     sft: bool = option(False, help="also evaluate the variant after fine-tuning on each downstream dataset")
 
 
 @dataclass
-class RunConfig:
-    out_dir: str = option("", help="root of all stage outputs; '' = runs/<preset>")
-    world: str = option(
-        "",
-        help="your own world.json (pre-training sources and downstream datasets, any supported format, local or "
-        "s3:// / gs://; docs/world.md); '' = generate the embedded default world from the `synth` section",
+class SFTOptions:
+    """Supervised fine-tuning on each downstream dataset's training histories, one run per model and dataset."""
+
+    datasets: list[str] = option([], help="fine-tune only on these downstream datasets of the world; [] = all")
+    limit: int = option(0, help="with datasets=[]: fine-tune only on the world's first N downstream datasets; 0 = all")
+    epochs: float = option(
+        0.0,
+        help="passes over a dataset's training blocks; > 0 sets each run's steps to ceil(epochs x blocks / blocks "
+        "per step), so a larger dataset is fine-tuned longer; 0 keeps train.steps",
     )
+    block_len: int = option(256, help="token block length of the fine-tuning data")
+    max_items: int = option(50, help="history window per training document (the template's windows)")
+    valid_fraction: float = option(0.05, help="users whose (history + validation item) form the validation split")
+    train: dict[str, Any] = option({}, help="TrainConfig options layered over `train` for every fine-tuning run")
+
+    def validate(self) -> None:
+        if self.limit < 0 or self.epochs < 0:
+            raise CPRecError(f"sft.limit and sft.epochs must be >= 0, got {self.limit} and {self.epochs}")
+        if self.block_len < 2 or self.max_items < 2:
+            raise CPRecError("sft.block_len and sft.max_items must be >= 2")
+        if not 0 <= self.valid_fraction < 1:
+            raise CPRecError(f"sft.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+@dataclass
+class RunConfig(StageSections):
     until: str = option("report", help=f"last stage to run: {', '.join(STAGES)}")
-    seed: int = option(0, help="seed of the world, every training run and the evaluation (a section's own seed wins)")
-    synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world); see `cprec data synth --help`")
-    data: dict[str, Any] = option({}, help="BuildConfig options of the pre-training corpus; see `cprec data build --help`")
     control: dict[str, Any] = option(
         {}, help="BuildConfig options layered over `data` for the format-control corpus (variants with data=control)"
     )
-    train: dict[str, Any] = option({}, help="TrainConfig options shared by every training run (scaling, model shape)")
-    base: dict[str, Any] = option(
-        {}, help="TrainConfig options of the base model: the tiny model trained on catalogue text alone (every platform's catalogue, no behaviour)"
-    )
-    cpt: dict[str, Any] = option({}, help="TrainConfig options of CPRec's continual pre-training (WSA) from the base")
     variants: list[VariantConfig] = option([], help="ablation pre-trainings evaluated beside CPRec")
-    eval: dict[str, Any] = option({}, help="EvalConfig options (methods are set by the recipe); see `cprec eval --help`")
-    sft: dict[str, Any] = option({}, help="TrainConfig options of every downstream fine-tuning (SFT) run")
-    sft_datasets: list[str] = option(
-        [], help="fine-tune (SFT methods) only on these downstream datasets of the world; [] = all"
-    )
-    sft_limit: int = option(
-        0, help="with sft_datasets=[]: fine-tune only on the world's first N downstream datasets; 0 = all (smoke: 1)"
-    )
+    sft: SFTOptions = option(SFTOptions(), help="the fine-tuning stage (SFT methods)")
 
     def validate(self) -> None:
         if self.until not in STAGES:
@@ -62,8 +96,7 @@ class RunConfig:
         names = [v.name for v in self.variants]
         if any(not n for n in names) or len(set(names)) != len(names):
             raise CPRecError(f"every variant needs a unique name, got {names}")
-        if self.sft_limit < 0:
-            raise CPRecError(f"sft_limit must be >= 0, got {self.sft_limit}")
         for variant in self.variants:
             if variant.data not in ("main", "control"):
                 raise CPRecError(f"variant {variant.name!r}: data must be main or control, got {variant.data!r}")
+        self.sft.validate()

@@ -62,26 +62,51 @@ class StageRunner:
         `configure(out_dir)` builds the stage's config for an output directory; the digest is taken
         with a placeholder there, so the directory can be named after the digest.
         """
-        path, digest = self.path_for(name, configure(PLACEHOLDER))
-        config = configure(path)
-        marker = storage.join(path, STAGE_FILE)
-        if storage.exists(marker):
-            print(f"[cprec run] {name}: reusing {path}", flush=True)
-            result = StageResult(name, path, digest, True, 0.0)
-        else:
-            print(f"[cprec run] {name}: running -> {path}", flush=True)
+        return self.run_group([(name, configure)], lambda configs: [produce(c) for c in configs])[0]
+
+    def run_group(
+        self,
+        stages: list[tuple[str, Callable[[str], Any]]],
+        produce_all: Callable[[list[Any]], Any],
+    ) -> list[StageResult]:
+        """Several stages produced by one call, `produce_all(configs of the stages not yet finished)`:
+        training runs that share a Ray Train worker group. Each stage keeps its own digest, directory
+        and marker; when every stage is finished, `produce_all` is not called."""
+        planned = []
+        for name, configure in stages:
+            path, digest = self.path_for(name, configure(PLACEHOLDER))
+            planned.append((name, path, digest, configure(path)))
+        pending = [p for p in planned if not storage.exists(storage.join(p[1], STAGE_FILE))]
+        for name, path, _, _ in planned:
+            verb = "running" if any(p[1] == path for p in pending) else "reusing"
+            print(
+                f"[cprec run] {name}: {verb} {'->' if verb == 'running' else ''} {path}".replace("  ", " "), flush=True
+            )
+        seconds = 0.0
+        if pending:
             started = time.perf_counter()
-            produce(config)
+            produce_all([config for *_, config in pending])
             seconds = time.perf_counter() - started
-            fs, inner = storage.filesystem(marker)
-            fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-            with fs.open_output_stream(inner) as stream:
-                record = {"name": name, "digest": digest, "seconds": round(seconds, 1), "config": to_dict(config)}
-                stream.write(json.dumps(record, indent=2, default=str).encode())
-            print(f"[cprec run] {name}: done in {seconds:.0f}s", flush=True)
-            result = StageResult(name, path, digest, False, seconds)
-        self.results.append(result)
-        return result
+            for name, path, digest, config in pending:
+                record = {
+                    "name": name,
+                    "digest": digest,
+                    "seconds": round(seconds / len(pending), 1),
+                    "group": [p[0] for p in pending] if len(pending) > 1 else [],
+                    "config": to_dict(config),
+                }
+                storage.write_text(storage.join(path, STAGE_FILE), json.dumps(record, indent=2, default=str))
+            label = (
+                pending[0][0] if len(pending) == 1 else f"{len(pending)} stages ({', '.join(p[0] for p in pending)})"
+            )
+            print(f"[cprec run] {label}: done in {seconds:.0f}s", flush=True)
+        results = []
+        for name, path, digest, _ in planned:
+            done_now = any(p[1] == path for p in pending)
+            result = StageResult(name, path, digest, not done_now, seconds / len(pending) if done_now else 0.0)
+            self.results.append(result)
+            results.append(result)
+        return results
 
     def manifest(self) -> dict:
         return {

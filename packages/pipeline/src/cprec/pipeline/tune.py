@@ -1,8 +1,8 @@
 """`cprec tune`: Ray Tune over the WSA phase proportions (warmup, stable, annealing).
 
-The world, the pre-training corpus and the base model are the `cprec run` stages (same StageRunner,
-same digests, so a tune reuses what a run of the same preset built, and the other way round); the
-downstream datasets are cleaned once, as a stage of their own. Each trial is a Tune function that
+The world, the pre-training corpus, the base model and the downstream splits are the `cprec run`
+stages (recipe.py: same sections, same digests, so a tune reuses what a run of the same preset and
+seed built, and the other way round). Each trial is a Tune function that
 continually pre-trains from the base model through the trainer's TorchTrainer (Ray Train V2: the
 trial builds and fits the trainer, which reports to Tune through TuneReportCallback), so ASHA can
 stop it early on validation loss; a trial that finishes scores the zero-shot LLM on each
@@ -17,25 +17,26 @@ worker-group start timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cprec.core import storage
-from cprec.core.config import config_digest, load_config, option, to_yaml
+from cprec.core.config import config_digest, layered, load_config, option, to_yaml
 from cprec.core.errors import CPRecError
-from cprec.pipeline.run import layered, train_stage, world_stage
-from cprec.pipeline.stages import StageRunner
+from cprec.pipeline import recipe
+from cprec.pipeline.config import StageSections
 
 log = logging.getLogger("cprec.pipeline")
 
 # The `cprec run` preset sections a tune reads; the others (control, variants, sft) do not apply.
-SECTIONS = ("synth", "data", "train", "base", "cpt", "eval")
+SECTIONS = tuple(f.name for f in dataclasses.fields(StageSections))
 OBJECTIVE = "objective"
 METRIC = "ndcg@10"
 METHOD_LABEL = "zero-shot"
@@ -45,59 +46,28 @@ TABLE_COLUMNS = ("trial", "status", "warmup", "stable", "annealing", "shape", "p
 
 @dataclass
 class AshaOptions:
-    enabled: bool = option(
-        True, help="stop trials early with ASHA on validation loss (metric val_loss, mode min)"
-    )
-    grace_period: int = option(
-        0, help="steps before a trial can be stopped (0 = the first report, report_every)"
-    )
-    reduction_factor: float = option(
-        2.0, help="ASHA keeps the best 1/reduction_factor of the trials at each rung"
-    )
+    enabled: bool = option(True, help="stop trials early with ASHA on validation loss (metric val_loss, mode min)")
+    grace_period: int = option(0, help="steps before a trial can be stopped (0 = the first report, report_every)")
+    reduction_factor: float = option(2.0, help="ASHA keeps the best 1/reduction_factor of the trials at each rung")
 
 
 @dataclass
-class TuneConfig:
-    out_dir: str = option(
-        "",
-        help="root of the stage outputs, shared with `cprec run` ('' = runs/<preset>, where `cprec run` writes)",
-    )
-    name: str = option(
-        "tune", help="experiment name: Tune's experiment dir and the result files are <out_dir>/<name>"
-    )
-    world: str = option(
-        "", help="your own world.json, as in `cprec run` (its stages are shared); '' = the generated world"
-    )
-    synth: dict[str, Any] = option({}, help="SynthConfig options (the generated world), as in `cprec run`")
-    data: dict[str, Any] = option(
-        {}, help="BuildConfig options of the pre-training corpus, as in `cprec run`"
-    )
-    train: dict[str, Any] = option(
-        {}, help="TrainConfig options shared by every training run, as in `cprec run`"
-    )
-    base: dict[str, Any] = option({}, help="TrainConfig options of the base model, as in `cprec run`")
-    cpt: dict[str, Any] = option(
-        {}, help="TrainConfig options of each trial's continual pre-training; the trial sets its schedule"
-    )
-    eval: dict[str, Any] = option(
-        {},
-        help="EvalConfig options of each trial's scoring (max_users, llm...); the method is the zero-shot LLM",
-    )
+class TuneConfig(StageSections):
+    """The stage sections of `cprec run` (the trials' CPT from its `cpt`, their scoring from its
+    `eval`), plus the search."""
+
+    name: str = option("tune", help="experiment name: Tune's experiment dir and the result files are <out_dir>/<name>")
     search: str = option(
         "grid",
         help="grid (every point of the simplex grid of `grid_step`) or random (num_samples uniform points)",
     )
-    grid_step: float = option(
-        0.25, help="grid spacing over the simplex, 1/n for an integer n (0.25 = 15 points)"
-    )
+    grid_step: float = option(0.25, help="grid spacing over the simplex, 1/n for an integer n (0.25 = 15 points)")
     num_samples: int = option(8, help="search=random: how many (warmup, stable, annealing) points to draw")
-    seed: int = option(0, help="search=random: seed of the drawn points")
+    search_seed: int = option(0, help="search=random: seed of the drawn points")
     points: list[list[float]] = option(
         [], help="explicit [warmup, stable, annealing] points, each summing to 1; overrides `search`"
     )
-    shapes: list[str] = option(
-        [], help="annealing shapes to try, crossed with the points ([] = the cpt section's)"
-    )
+    shapes: list[str] = option([], help="annealing shapes to try, crossed with the points ([] = the cpt section's)")
     peak_lrs: list[float] = option(
         [], help="peak learning rates to try, crossed with the rest ([] = the cpt section's)"
     )
@@ -106,9 +76,7 @@ class TuneConfig:
         help="steps between a trial's validation loss reports, each with a checkpoint (0 = a quarter of the steps)",
     )
     asha: AshaOptions = option(AshaOptions(), help="early stopping")
-    trial_cpus: float = option(
-        0.1, help="CPUs held by each trial function (its trainer and scorers hold their own)"
-    )
+    trial_cpus: float = option(0.1, help="CPUs held by each trial function (its trainer and scorers hold their own)")
     data_cpus: float = option(
         0.25, help="CPUs left free per running trial for the trainer's Ray Data reads (0.25 per read task)"
     )
@@ -130,9 +98,7 @@ class TuneConfig:
             raise CPRecError(f"tune: num_samples must be >= 1, got {self.num_samples}")
         for point in self.points:
             if len(point) != 3 or min(point) < 0 or abs(sum(point) - 1) > 1e-6:
-                raise CPRecError(
-                    f"tune: each point is [warmup, stable, annealing] >= 0 summing to 1, got {point}"
-                )
+                raise CPRecError(f"tune: each point is [warmup, stable, annealing] >= 0 summing to 1, got {point}")
         from cprec.trainer.config import SHAPES
 
         if not set(self.shapes) <= set(SHAPES):
@@ -145,15 +111,6 @@ class TuneConfig:
             raise CPRecError(f"tune: asha.reduction_factor must be > 1, got {self.asha.reduction_factor}")
         if self.trial_cpus <= 0 or self.data_cpus < 0 or self.max_concurrent_trials < 0:
             raise CPRecError("tune: trial_cpus must be > 0, data_cpus and max_concurrent_trials >= 0")
-
-
-@dataclass
-class DownstreamConfig:
-    """The downstream datasets cleaned once for every trial (data_prep's build, stopped after interactions)."""
-
-    out_dir: str
-    world: str
-    build: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,7 +146,7 @@ def search_points(config: TuneConfig) -> list[list[float]]:
     if config.points:
         return [list(map(float, p)) for p in config.points]
     if config.search == "random":
-        return random_points(config.num_samples, config.seed)
+        return random_points(config.num_samples, config.search_seed)
     return simplex_grid(config.grid_step)
 
 
@@ -239,21 +196,21 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     from ray.tune.schedulers import ASHAScheduler
 
     from cprec.core.raytools import init_ray
-    from cprec.evaluator.config import EvalConfig
-    from cprec.trainer.config import TrainConfig
 
     config.validate()
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
-    # the world as `cprec run` finds or makes it, so their digests, and stages, are shared
-    runner, world_json = world_stage(root, config.world, config.synth)
-    data_dir, base_model = _base_stages(runner, config, world_json)
-    downstream = _downstream_stage(runner, config, world_json)
-    ks = load_config(EvalConfig, base=layered(config.eval, {"world": world_json})).ks
+    # the stages as `cprec run` finds or makes them: same sections, same digests, shared outputs
+    runner, world_json = recipe.world_stage(root, config.world, recipe.seeded(config, config.synth))
+    data_dir = recipe.corpus_stage(runner, "data", config.data, world_json)
+    base_model = recipe.base_stage(runner, config, data_dir)
+    datasets = recipe.downstream_stage(runner, config, world_json)
+    downstream = [d["name"] for d in datasets]
+    ks = recipe.eval_config(config, datasets, [{"kind": "popularity"}], "<trial>").ks
     if METRIC not in {f"ndcg@{k}" for k in ks}:
         raise CPRecError(f"tune: the objective is valid {METRIC}; eval.ks must include 10, got {ks}")
 
-    cpt_section = layered(config.train, config.cpt)
-    cpt = load_config(TrainConfig, base=layered(cpt_section, {"data_dir": data_dir, "output_dir": "<trial>"}))
+    cpt_section = recipe.cpt_section(config)
+    cpt = recipe.train_config(cpt_section, data_dir, base_model, "<trial>", "cpt")
     report_every = config.report_every or max(1, cpt.steps // 4)
     grace = config.asha.grace_period or report_every
     space = {
@@ -268,17 +225,15 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
         "base_model": base_model,
         "report_every": report_every,
         "work_dir": storage.join(experiment_dir, "work"),
-        "eval": config.eval,
-        "datasets": downstream,
+        "scoring": StageSections(seed=config.seed, eval=config.eval),
+        "datasets": datasets,
     }
     # Restoring an experiment re-runs its own search space: a changed one needs a new name.
     fingerprint = config_digest(space, setup, report_every, grace, config.asha)
     init_ray()
     at_once = trials_at_once(config, cpt, config.eval, ray.cluster_resources())
 
-    trainable = ray_tune.with_resources(
-        ray_tune.with_parameters(run_trial, setup=setup), {"cpu": config.trial_cpus}
-    )
+    trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup), {"cpu": config.trial_cpus})
     if _can_restore(experiment_dir):
         _check_space(experiment_dir, fingerprint, config.resume)
         print(f"[cprec tune] resuming {experiment_dir}", flush=True)
@@ -303,16 +258,16 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
             tune_config=ray_tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=at_once),
             run_config=ray_tune.RunConfig(name=config.name, storage_path=root, verbose=1),
         )
-        _write_text(
+        storage.write_text(
             storage.join(experiment_dir, SPACE_FILE), json.dumps({"digest": fingerprint, **space}, indent=2)
         )
     print(f"[cprec tune] {_count(space)} trials, {at_once} at once -> {experiment_dir}", flush=True)
     grid = tuner.fit()
 
-    rows = trial_rows(grid, list(downstream))
+    rows = trial_rows(grid, downstream)
     finished = [r for r in rows if r.get(OBJECTIVE) is not None]
     best = max(finished, key=lambda r: r[OBJECTIVE]) if finished else None
-    write_table(rows, list(downstream), experiment_dir)
+    write_table(rows, downstream, experiment_dir)
     plot_simplex(rows, storage.join(experiment_dir, "simplex.png"))
     if best is None:
         errors = [r.error for r in grid if r.error is not None]
@@ -321,20 +276,14 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
             f"no tune trial finished ({len(errors)} of {len(rows)} failed{first}); see {experiment_dir}/trials.md"
         )
     best_config = storage.join(experiment_dir, "best_train.yaml")
-    best_train = load_config(
-        TrainConfig,
-        base=layered(
-            cpt_section,
-            {
-                "data_dir": data_dir,
-                "model": base_model,
-                "output_dir": storage.join(experiment_dir, "best"),
-                "checkpoint": {"name": "cpt-best"},
-                "schedule": _schedule(best),
-            },
-        ),
+    best_train = recipe.train_config(
+        layered(cpt_section, {"schedule": _schedule(best)}),
+        data_dir,
+        base_model,
+        storage.join(experiment_dir, "best"),
+        "cpt-best",
     )
-    _write_text(best_config, to_yaml(best_train))
+    storage.write_text(best_config, to_yaml(best_train))
     print(
         f"[cprec tune] best: warmup {best['warmup']:g} stable {best['stable']:g} annealing "
         f"{best['annealing']:g} {best['shape']} peak_lr {best['peak_lr']:g}: mean valid {METRIC} "
@@ -342,41 +291,6 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
         flush=True,
     )
     return TuneResult(experiment_dir, rows, best, best_config)
-
-
-def _base_stages(runner: StageRunner, config: TuneConfig, world_json: str) -> tuple[str, str]:
-    """data -> base, configured exactly as `cprec run` does, so their outputs are shared."""
-    from cprec.data_prep.build import BuildConfig, build
-
-    def configure(out: str) -> BuildConfig:
-        return load_config(BuildConfig, base=layered(config.data, {"world": world_json, "out_dir": out}))
-
-    data_dir = runner.run("data", configure, build).path
-    base_model = train_stage(runner, "base", layered(config.train, config.base), data_dir, model="")
-    return data_dir, base_model
-
-
-def _downstream_stage(runner: StageRunner, config: TuneConfig, world_json: str) -> dict[str, dict]:
-    """Cleans each downstream source once; trials split and score them from these dirs."""
-    from cprec.evaluator.config import EvalConfig
-    from cprec.evaluator.datasets import build_source, dataset_specs
-
-    specs = dataset_specs(EvalConfig(world=world_json))
-
-    def produce(downstream: DownstreamConfig) -> None:
-        for spec in specs:
-            build_source(spec, downstream.build, storage.join(downstream.out_dir, spec.name))
-
-    build_options = config.eval.get("build") or {}
-    path = runner.run(
-        "downstream",
-        lambda out: DownstreamConfig(out_dir=out, world=world_json, build=build_options),
-        produce,
-    ).path
-    return {
-        spec.name: {"name": spec.name, "platform": spec.platform, "data_dir": storage.join(path, spec.name)}
-        for spec in specs
-    }
 
 
 def run_trial(params: dict, setup: dict) -> None:
@@ -388,46 +302,21 @@ def run_trial(params: dict, setup: dict) -> None:
     from ray import tune as ray_tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from cprec.evaluator.config import EvalConfig
     from cprec.evaluator.evaluate import evaluate
-    from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import fit
 
     work = storage.join(setup["work_dir"], ray_tune.get_context().get_trial_id())
     every = setup["report_every"]
-    train_config = load_config(
-        TrainConfig,
-        base=layered(
-            setup["cpt"],
-            {
-                "data_dir": setup["data_dir"],
-                "model": setup["base_model"],
-                "output_dir": storage.join(work, "train"),
-                "schedule": _schedule(params),
-                # The trainer reports to Tune only with a checkpoint; each report carries a val_loss for ASHA.
-                "checkpoint": {"name": "cpt", "every": every},
-                "eval_every": every,
-            },
-        ),
+    # Each report (a checkpoint's) carries the validation loss ASHA ranks on.
+    options = {"schedule": _schedule(params), "checkpoint": {"every": every}, "eval_every": every}
+    train_config = recipe.train_config(
+        layered(setup["cpt"], options), setup["data_dir"], setup["base_model"], storage.join(work, "train"), "cpt"
     )
     trained = fit(train_config, callbacks=[TuneReportCallback()])
-    eval_config = load_config(
-        EvalConfig,
-        base=layered(
-            setup["eval"],
-            {
-                "out_dir": storage.join(work, "eval"),
-                "world": "",
-                "datasets": list(setup["datasets"].values()),
-                "methods": [{"kind": "llm", "name": METHOD_LABEL, "model": trained.model_dir}],
-            },
-        ),
-    )
+    methods = [{"kind": "llm", "name": METHOD_LABEL, "model": trained.model_dir, "base": "CPRec"}]
+    eval_config = recipe.eval_config(setup["scoring"], setup["datasets"], methods, storage.join(work, "eval"))
     results = _outside_trial_placement_group(evaluate, eval_config)
-    scores = {
-        name: float(entry["methods"][METHOD_LABEL]["valid"][METRIC])
-        for name, entry in results["datasets"].items()
-    }
+    scores = {name: valid_score(results, name) for name in (d["name"] for d in setup["datasets"])}
     # Tune wants the scheduler's metric in every report; ASHA has ranked this step already (see tune()).
     ray_tune.report(
         {
@@ -438,6 +327,11 @@ def run_trial(params: dict, setup: dict) -> None:
             "model_dir": trained.model_dir,
         }
     )
+
+
+def valid_score(results, dataset: str) -> float:
+    """The trial method's validation NDCG@10 on `dataset` from the evaluation's record (`Results`)."""
+    return float(results.datasets[dataset].methods[METHOD_LABEL].valid[METRIC])
 
 
 def _outside_trial_placement_group(function: Any, *args: Any) -> Any:
@@ -507,7 +401,7 @@ def write_table(rows: list[dict], datasets: list[str], experiment_dir: str) -> N
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({c: ("" if row.get(c) is None else row.get(c)) for c in columns} for row in rows)
-    _write_text(storage.join(experiment_dir, "trials.csv"), text.getvalue())
+    storage.write_text(storage.join(experiment_dir, "trials.csv"), text.getvalue())
 
     def cell(value: Any) -> str:
         if value is None:
@@ -525,7 +419,7 @@ def write_table(rows: list[dict], datasets: list[str], experiment_dir: str) -> N
         *["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in ranked],
         "",
     ]
-    _write_text(storage.join(experiment_dir, "trials.md"), "\n".join(lines))
+    storage.write_text(storage.join(experiment_dir, "trials.md"), "\n".join(lines))
 
 
 def plot_simplex(rows: list[dict], uri: str) -> None:
@@ -554,9 +448,7 @@ def plot_simplex(rows: list[dict], uri: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 5.4))
     corners = np.array([[0, 0], [1, 0], [0.5, math.sqrt(3) / 2], [0, 0]])
     ax.plot(corners[:, 0], corners[:, 1], color="black", linewidth=1)
-    for (x, y), label, align in zip(
-        corners[:3], ("warmup", "stable", "annealing"), ("right", "left", "center")
-    ):
+    for (x, y), label, align in zip(corners[:3], ("warmup", "stable", "annealing"), ("right", "left", "center")):
         ax.annotate(label, (x, y), xytext=(0, -14 if y == 0 else 6), textcoords="offset points", ha=align)
     if unfinished:
         points = np.array([xy(r) for r in unfinished])
@@ -580,7 +472,7 @@ def plot_simplex(rows: list[dict], uri: str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    _write_bytes(uri, buffer.getvalue())
+    storage.write_bytes(uri, buffer.getvalue())
 
 
 def _can_restore(experiment_dir: str) -> bool:
@@ -593,11 +485,9 @@ def _can_restore(experiment_dir: str) -> bool:
 
 def _check_space(experiment_dir: str, fingerprint: str, resume: bool) -> None:
     if not resume:
-        raise CPRecError(
-            f"experiment {experiment_dir} exists and resume=false: choose another name= or remove it"
-        )
+        raise CPRecError(f"experiment {experiment_dir} exists and resume=false: choose another name= or remove it")
     uri = storage.join(experiment_dir, SPACE_FILE)
-    stored = json.loads(_read_text(uri)).get("digest") if storage.exists(uri) else None
+    stored = json.loads(storage.read_text(uri)).get("digest") if storage.exists(uri) else None
     if stored != fingerprint:
         raise CPRecError(
             f"experiment {experiment_dir} was started with another search space or stage config; "
@@ -607,20 +497,3 @@ def _check_space(experiment_dir: str, fingerprint: str, resume: bool) -> None:
 
 def _count(space: dict) -> int:
     return math.prod(len(values) for values in space.values())
-
-
-def _write_bytes(uri: str, data: bytes) -> None:
-    fs, path = storage.filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as stream:
-        stream.write(data)
-
-
-def _write_text(uri: str, text: str) -> None:
-    _write_bytes(uri, text.encode())
-
-
-def _read_text(uri: str) -> str:
-    fs, path = storage.filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        return stream.read().decode()
