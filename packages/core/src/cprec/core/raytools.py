@@ -120,3 +120,20 @@ def dashboard_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+def limit_torch_threads(cpus: float) -> int:
+    """Caps torch's CPU threads in a Ray worker or actor at the CPUs it reserved (at least one).
+
+    Ray leaves OMP_NUM_THREADS unset for Ray Train's workers and for actors with a fraction of a CPU,
+    so torch starts a thread per core of the machine in each of them: two workers on two cores then
+    run four threads that wait on each other. One thread each made the default preset's steps ~25%
+    faster on 2 cores (docs/benchmarks.md). Returns the thread count set.
+    """
+    import math
+
+    import torch
+
+    threads = max(1, math.floor(cpus + 1e-9))
+    torch.set_num_threads(threads)
+    return threads

@@ -10,9 +10,12 @@ batch at step t on worker r is a pure function of (seed, t, r) and the shard fil
 - each step draws the kind of every one of its blocks from the phase's mixture with a counter-based
   seeded generator, so how many rows of each kind a worker consumed before step t is a sum of draws.
 
-A (re)started worker group gets datasets that begin at the unit holding its next row (the factory
-reads the step of the run's last committed checkpoint); the worker drops the few rows before its position, which it
-knows by the (unit ordinal, offset) every row carries. Nothing is seen twice or skipped.
+A worker builds its streams when its run starts (or restarts from a checkpoint): each begins at the
+unit holding its next row, and the worker drops the few rows before its position, which it knows by
+the (unit ordinal, offset) every row carries. Nothing is seen twice or skipped. (The streams are not
+handed to Ray Train's TorchTrainer: it starts reading every dataset it is given when the worker
+group starts, so a group of several runs would read all their data at once, competing with the
+running one for the CPUs.)
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import pyarrow.parquet as pq
 from cprec.core import storage
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKEN_KINDS, TOKENS_DIR
-from cprec.trainer.checkpoints import latest_progress
 from cprec.trainer.config import PHASES, TrainConfig
 from cprec.trainer.schedule import phase_steps
 
@@ -237,50 +239,19 @@ def unit_dataset(descriptors: list[dict]):
     return dataset
 
 
-@dataclass
-class DatasetFactory:
-    """Called by Ray Train at every (re)start of the worker group: fresh datasets that begin where
-    the run's last committed checkpoint left off (workers drop the rows before their position).
-    `run`: the run's index in its worker group, which prefixes its dataset names."""
-
-    plan: DataPlan
-    checkpoints: str
-    run: int = 0
-
-    def train(self, kind: str, rank: int):
-        def build():
-            step = min(latest_progress(self.checkpoints)["step"], self.plan.steps)
-            consumed = self.plan.consumed(rank, step)[kind]
-            first, offset = self.plan.position(kind, rank, consumed)
-            needed = offset + (self.plan.steps - step) * self.plan.slots
-            return unit_dataset(self.plan.descriptors(kind, rank, first, needed))
-
-        return build
-
-    def valid(self, rank: int):
-        def build():
-            units = self.plan.valid_units[rank]
-            return unit_dataset([_descriptor(u, i, None) for i, u in enumerate(units)])
-
-        return build
-
-    def datasets(self) -> dict:
-        out = {
-            train_name(self.run, kind, rank): self.train(kind, rank)
-            for kind in self.plan.kinds
-            for rank in range(self.plan.world)
-        }
-        if self.plan.valid_units:
-            out.update({valid_name(self.run, rank): self.valid(rank) for rank in range(self.plan.world)})
-        return out
+def train_stream(plan: DataPlan, kind: str, rank: int, start_step: int):
+    """The Ray Dataset of `rank`'s rows of `kind` from the unit holding its row at `start_step` on,
+    enough for the rest of the run. Built by the worker when its run starts, so a worker group that
+    trains several runs reads only the running one's data."""
+    consumed = plan.consumed(rank, start_step)[kind]
+    first, offset = plan.position(kind, rank, consumed)
+    needed = offset + (plan.steps - start_step) * plan.slots
+    return unit_dataset(plan.descriptors(kind, rank, first, needed))
 
 
-def train_name(run: int, kind: str, rank: int) -> str:
-    return f"{run}.train.{kind}.{rank}"
-
-
-def valid_name(run: int, rank: int) -> str:
-    return f"{run}.valid.{rank}"
+def valid_stream(plan: DataPlan, rank: int):
+    """The Ray Dataset of `rank`'s validation rows, in a fixed order."""
+    return unit_dataset([_descriptor(u, i, None) for i, u in enumerate(plan.valid_units[rank])])
 
 
 class KindStream:
@@ -318,11 +289,11 @@ class KindStream:
 class Batches:
     """The micro-batches of one worker, step after step, drawn from its kind streams."""
 
-    def __init__(self, plan: DataPlan, rank: int, start_step: int, shards: dict, micro_batch_size: int):
+    def __init__(self, plan: DataPlan, rank: int, start_step: int, streams: dict, micro_batch_size: int):
         self.plan, self.rank, self.micro = plan, rank, micro_batch_size
         consumed = plan.consumed(rank, start_step)
         self.streams = {
-            kind: KindStream(shards[kind], plan.position(kind, rank, consumed[kind]), micro_batch_size)
+            kind: KindStream(streams[kind], plan.position(kind, rank, consumed[kind]), micro_batch_size)
             for kind in plan.kinds
         }
 

@@ -62,12 +62,11 @@ def fit_group(
     `hooks`: TrainHooks run on the workers around every step (the tests inject failures with them).
     """
     import ray.train
-    from ray.data import DataContext
-    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from cprec.core.raytools import init_ray
-    from cprec.trainer.data import DatasetFactory, make_plan
+    from cprec.trainer.data import make_plan
 
     if not configs:
         return []
@@ -92,13 +91,6 @@ def fit_group(
     if pending:
         runs = [RunSpec(i, c, make_plan(c), checkpoint_root(c)) for i, c in enumerate(pending)]
         init_ray()
-        DataContext.get_current().enable_progress_bars = False
-        DataContext.get_current().print_on_execution_start = False
-        options = DataConfig.default_ingest_options()
-        options.preserve_order = True  # the stream order is part of what makes resume exact
-        datasets = {}
-        for run in runs:
-            datasets.update(DatasetFactory(run.plan, run.checkpoints, run.index).datasets())
         resources = {"CPU": scaling.cpus_per_worker}
         if scaling.use_gpu:
             resources["GPU"] = 1
@@ -120,8 +112,6 @@ def fit_group(
                 failure_config=FailureConfig(max_failures=sum(c.checkpoint.max_failures for c in pending)),
                 callbacks=callbacks,
             ),
-            datasets=datasets,
-            dataset_config=DataConfig(datasets_to_split=[], execution_options=options),
         )
         try:
             trainer.fit()

@@ -24,9 +24,10 @@ from typing import Any
 
 from cprec.core import storage
 from cprec.core.errors import CPRecError
+from cprec.core.raytools import limit_torch_threads
 from cprec.trainer import checkpoints
 from cprec.trainer.config import TrainConfig
-from cprec.trainer.data import Batches, DataPlan, train_name, valid_name
+from cprec.trainer.data import Batches, DataPlan, train_stream, valid_stream
 
 CHECKPOINT_TAG = "ds"
 MODEL_DIR = "model"
@@ -234,6 +235,8 @@ def train_group(loop_config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     _distributed_env(ctx)
     device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        limit_torch_threads(runs[0].config.scaling.cpus_per_worker)
     for run in runs:
         if _agreed(is_finished(run.config), device):
             continue
@@ -390,13 +393,9 @@ def restore(session: Session) -> tuple[int, int]:
 
 
 def open_batches(session: Session, start_step: int) -> Batches:
-    import ray.train
-
     run = session.run
-    shards = {
-        kind: ray.train.get_dataset_shard(train_name(run.index, kind, session.rank)) for kind in run.plan.kinds
-    }
-    return Batches(run.plan, session.rank, start_step, shards, run.config.micro_batch_size)
+    streams = {kind: train_stream(run.plan, kind, session.rank, start_step) for kind in run.plan.kinds}
+    return Batches(run.plan, session.rank, start_step, streams, run.config.micro_batch_size)
 
 
 def train_step(session: Session, batches: Batches, step: int, start_step: int, tokens_seen: int) -> dict:
@@ -447,7 +446,6 @@ def train_step(session: Session, batches: Batches, step: int, start_step: int, t
 
 def validate(session: Session) -> float | None:
     """Mean validation loss per label over at most `eval_batches` micro-batches per worker."""
-    import ray.train
     import torch
     import torch.distributed as dist
 
@@ -456,9 +454,7 @@ def validate(session: Session) -> float | None:
     engine, device, run = session.engine, session.device, session.run
     engine.eval()
     total = count = 0.0
-    stream = ray.train.get_dataset_shard(valid_name(run.index, session.rank)).iter_torch_batches(
-        batch_size=run.config.micro_batch_size
-    )
+    stream = valid_stream(run.plan, session.rank).iter_torch_batches(batch_size=run.config.micro_batch_size)
     with torch.no_grad():
         for index, batch in enumerate(stream):
             if index == session.eval_batches:

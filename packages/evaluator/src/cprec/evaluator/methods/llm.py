@@ -60,10 +60,14 @@ def end_token_ids(tokenizer, catalogue: list[list[int]], end: str) -> list[int]:
 class PrefixScorer:
     """Holds one model; scores catalogue continuations of prompts, sharing each prompt's KV cache."""
 
-    def __init__(self, model_path: str, options: LLMConfig, device: str = "cpu"):
+    def __init__(self, model_path: str, options: LLMConfig, device: str = "cpu", actor_cpus: float = 0.0):
         import torch
         from transformers import AutoModelForCausalLM
 
+        if actor_cpus and device == "cpu":
+            from cprec.core.raytools import limit_torch_threads
+
+            limit_torch_threads(actor_cpus)
         self.options = options
         self.device = torch.device(device)
         self.tokenizer = load_tokenizer(model_path)
@@ -238,7 +242,7 @@ class ScoringPool:
             num_cpus=self.options.cpus_per_actor, num_gpus=1 if use_gpu else 0
         )
         self.actors = [
-            remote.remote(self.model_path, self.options, "cuda" if use_gpu else "cpu")
+            remote.remote(self.model_path, self.options, "cuda" if use_gpu else "cpu", self.options.cpus_per_actor)
             for _ in range(self.options.num_actors)
         ]
         ray.get([a.ready.remote() for a in self.actors])
