@@ -1,4 +1,4 @@
-"""Ray Data ingest of the packed token shards with per-phase mixtures and exact resume.
+"""Ingest of the packed token shards with per-phase mixtures and exact resume.
 
 Why it is built this way: resuming must continue at exactly the batch that comes next, so the
 batch at step t on worker r is a pure function of (seed, t, r) and the shard files:
@@ -6,21 +6,22 @@ batch at step t on worker r is a pure function of (seed, t, r) and the shard fil
 - the shards of each kind are cut into units (row slices of a Parquet row group, `unit_rows` rows);
   each unit belongs to one worker (a seeded deal), so workers read disjoint data;
 - each worker streams each kind through its units in an order permuted per epoch (seeded), with the
-  rows inside a unit shuffled too: one Ray Dataset per (kind, worker), read in order;
+  rows inside a unit shuffled too: one stream per (kind, worker), read in order by the worker itself;
 - each step draws the kind of every one of its blocks from the phase's mixture with a counter-based
   seeded generator, so how many rows of each kind a worker consumed before step t is a sum of draws.
 
 A worker builds its streams when its run starts (or restarts from a checkpoint): each begins at the
 unit holding its next row, and the worker drops the few rows before its position, which it knows by
-the (unit ordinal, offset) every row carries. Nothing is seen twice or skipped. (The streams are not
-handed to Ray Train's TorchTrainer: it starts reading every dataset it is given when the worker
-group starts, so a group of several runs would read all their data at once, competing with the
-running one for the CPUs.)
+the (unit ordinal, offset) every row carries. Nothing is seen twice or skipped. The streams are
+neither Ray Datasets handed to Ray Train's TorchTrainer (it starts reading every dataset it is given
+when the worker group starts, so a group of several runs would read all their data at once) nor Ray
+Data pipelines run in the worker (see UnitStream).
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -209,7 +210,7 @@ def make_plan(config: TrainConfig) -> DataPlan:
 
 
 def read_units(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Ray Data map: unit descriptors -> their token rows (shuffled inside the unit when seeded)."""
+    """Unit descriptors (columns of `_descriptor`) -> their token rows (shuffled inside the unit when seeded)."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (*COLUMNS, "ordinal", "offset")}
     for i in range(len(batch["file"])):
         fs, path = storage.filesystem(str(batch["file"][i]))
@@ -227,40 +228,79 @@ def read_units(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def unit_dataset(descriptors: list[dict]):
-    import ray.data
+class UnitStream:
+    """A worker's units read in order by a background thread, `ahead` units before they are needed.
 
-    # One descriptor per block and per read, so reads stream and run in parallel.
-    dataset = ray.data.from_items(descriptors, override_num_blocks=max(1, len(descriptors)))
-    dataset = dataset.map_batches(read_units, batch_size=1, batch_format="numpy", num_cpus=0.25)
-    dataset.context.execution_options.preserve_order = True
-    dataset.context.enable_progress_bars = False
-    dataset.context.print_on_execution_start = False
-    return dataset
+    The worker reads its own units directly (local disk or object storage through pyarrow): a Ray
+    Data pipeline per stream ran its streaming executor's scheduling loop inside the training worker,
+    and on 2 CPU cores that loop took ~40% of the worker's time (docs/benchmarks.md).
+    """
+
+    def __init__(self, descriptors: list[dict], ahead: int = 2):
+        self.descriptors = descriptors
+        self.ahead = ahead
+
+    def units(self) -> Iterator[dict[str, np.ndarray]]:
+        """The rows of each unit (COLUMNS, ordinal, offset), in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(descriptor: dict) -> dict[str, np.ndarray]:
+            return read_units({key: np.asarray([value]) for key, value in descriptor.items()})
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cprec-units") as pool:
+            pending = [pool.submit(read, d) for d in self.descriptors[: self.ahead]]
+            for index in range(len(self.descriptors)):
+                rows = pending.pop(0).result()
+                if index + self.ahead < len(self.descriptors):
+                    pending.append(pool.submit(read, self.descriptors[index + self.ahead]))
+                yield rows
+
+    def iter_torch_batches(self, batch_size: int | None = None) -> Iterator[dict]:
+        """Dicts of torch tensors: one per unit, or `batch_size` rows each across units (the last
+        may be smaller)."""
+        import torch
+
+        if batch_size is None:
+            for rows in self.units():
+                yield {name: torch.from_numpy(values) for name, values in rows.items()}
+            return
+        held: list[dict[str, np.ndarray]] = []
+        count = 0
+        for rows in self.units():
+            held.append(rows)
+            count += len(rows["offset"])
+            while count >= batch_size:
+                merged = {name: np.concatenate([part[name] for part in held]) for name in held[0]}
+                yield {name: torch.from_numpy(values[:batch_size]) for name, values in merged.items()}
+                held = [{name: values[batch_size:] for name, values in merged.items()}]
+                count -= batch_size
+        if count:
+            merged = {name: np.concatenate([part[name] for part in held]) for name in held[0]}
+            yield {name: torch.from_numpy(values) for name, values in merged.items()}
 
 
-def train_stream(plan: DataPlan, kind: str, rank: int, start_step: int):
-    """The Ray Dataset of `rank`'s rows of `kind` from the unit holding its row at `start_step` on,
-    enough for the rest of the run. Built by the worker when its run starts, so a worker group that
-    trains several runs reads only the running one's data."""
+def train_stream(plan: DataPlan, kind: str, rank: int, start_step: int) -> UnitStream:
+    """`rank`'s rows of `kind` from the unit holding its row at `start_step` on, enough for the rest
+    of the run. Built by the worker when its run starts, so a worker group that trains several runs
+    reads only the running one's data."""
     consumed = plan.consumed(rank, start_step)[kind]
     first, offset = plan.position(kind, rank, consumed)
     needed = offset + (plan.steps - start_step) * plan.slots
-    return unit_dataset(plan.descriptors(kind, rank, first, needed))
+    return UnitStream(plan.descriptors(kind, rank, first, needed))
 
 
-def valid_stream(plan: DataPlan, rank: int):
-    """The Ray Dataset of `rank`'s validation rows, in a fixed order."""
-    return unit_dataset([_descriptor(u, i, None) for i, u in enumerate(plan.valid_units[rank])])
+def valid_stream(plan: DataPlan, rank: int) -> UnitStream:
+    """`rank`'s validation rows, in a fixed order."""
+    return UnitStream([_descriptor(u, i, None) for i, u in enumerate(plan.valid_units[rank])])
 
 
 class KindStream:
     """One worker's rows of one kind, from its exact position on, as torch tensors."""
 
-    def __init__(self, shard, position: tuple[int, int], batch_rows: int):
-        self.batches = iter(shard.iter_torch_batches(batch_size=batch_rows, prefetch_batches=1))
+    def __init__(self, stream: UnitStream, position: tuple[int, int]):
+        self.batches = iter(stream.iter_torch_batches())
         self.position = position
-        self.buffer: list[dict] = []
+        self.buffer: deque[dict] = deque()
         self.started = False
 
     def _fill(self) -> None:
@@ -283,7 +323,7 @@ class KindStream:
                 self._fill()
             except StopIteration:
                 raise CPRecError("token stream ended before the last step (plan/dataset mismatch)") from None
-        return self.buffer.pop(0)
+        return self.buffer.popleft()
 
 
 class Batches:
@@ -293,7 +333,7 @@ class Batches:
         self.plan, self.rank, self.micro = plan, rank, micro_batch_size
         consumed = plan.consumed(rank, start_step)
         self.streams = {
-            kind: KindStream(streams[kind], plan.position(kind, rank, consumed[kind]), micro_batch_size)
+            kind: KindStream(streams[kind], plan.position(kind, rank, consumed[kind]))
             for kind in plan.kinds
         }
 
