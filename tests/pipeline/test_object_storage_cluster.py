@@ -120,7 +120,7 @@ SHARED_OVERRIDES = (
     "base.steps=6 train.scaling.num_workers=2 train.scaling.placement_strategy=STRICT_SPREAD"
 )
 RUN_OVERRIDES = (
-    f"{SHARED_OVERRIDES} cpt.steps=6 sft.steps=4 eval.max_users=8 eval.bootstrap=50 eval.sasrec.epochs=2 "
+    f"{SHARED_OVERRIDES} cpt.steps=6 sft.train.steps=4 eval.max_users=8 eval.bootstrap=50 eval.sasrec.epochs=2 "
     "'variants=[{name: CPT constant, train: {schedule: {warmup: 0.1, stable: 0.9, annealing: 0.0}}}]'"
 )
 
@@ -146,12 +146,18 @@ def test_smoke_run_into_the_bucket(cluster, store):
     run = json.loads(read_text(store, f"{root}/run.json"))
     stages = run["stages"]
     print("stage seconds:", {name: stage["seconds"] for name, stage in stages.items()})
-    assert list(stages) == ["world", "data", "base", "cpt", "variant-cpt-constant", "eval"]
+    names = list(stages)
+    assert names[:6] == ["world", "data", "base", "cpt", "variant-cpt-constant", "downstream"]
+    # smoke fine-tunes the base and CPRec on the world's first downstream dataset, in one worker group
+    [sft_data, *tunings, last] = names[6:]
+    assert sft_data.startswith("sft-data-") and last == "eval"
+    dataset = sft_data.removeprefix("sft-data-")
+    assert tunings == [f"sft-base-{dataset}", f"sft-cprec-{dataset}"]
     assert all(stage["path"].startswith(f"{root}/") and not stage["reused"] for stage in stages.values())
     files = listing(store, root)
     for stage in stages.values():
         assert f"{stage['path']}/_STAGE.json" in files
-    for model in (stages["base"], stages["cpt"], stages["variant-cpt-constant"]):
+    for model in [stages[name] for name in ("base", "cpt", "variant-cpt-constant", *tunings)]:
         assert {f"{model['path']}/model/config.json", f"{model['path']}/model/_SUCCESS"} <= set(files)
     report = read_text(store, f"{root}/report.md")
     assert "CPRec zero-shot" in report and "CPT constant zero-shot" in report
