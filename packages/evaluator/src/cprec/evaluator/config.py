@@ -8,7 +8,7 @@ from typing import Any
 from cprec.core.config import option
 from cprec.core.errors import CPRecError
 from cprec.core.sources import SourceConfig
-from cprec.evaluator.methods import METHODS
+from cprec.evaluator.methods.registry import METHODS
 
 METHOD_KINDS = tuple(METHODS)
 FORMS = ("sum", "mean", "pmi")

@@ -5,8 +5,7 @@ variant (''); the LLM methods return one per score form (sum, mean, pmi), and th
 the variant on validation. With the sampled protocol `candidates` [users, items] marks the only
 items that will be ranked, so an expensive method may leave the others unscored (-inf).
 
-`METHODS` maps each method kind to its class as "module:Class" strings, so the config can list
-the kinds without importing torch, scikit-learn or transformers.
+`registry.METHODS` maps each method kind to its class; `make_method` builds one.
 """
 
 from __future__ import annotations
@@ -15,18 +14,14 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from cprec.evaluator.methods.registry import METHODS
+
 if TYPE_CHECKING:
     import numpy as np
 
     from cprec.data_prep.downstream import SplitDataset
     from cprec.evaluator.config import EvalConfig, MethodConfig
 
-METHODS = {
-    "popularity": "cprec.evaluator.methods.popularity:Popularity",
-    "content": "cprec.evaluator.methods.content:ContentTfidf",
-    "sasrec": "cprec.evaluator.methods.sasrec:SASRecMethod",
-    "llm": "cprec.evaluator.methods.llm:LLMZeroShot",
-}
 
 
 class Method(ABC):
