@@ -109,7 +109,7 @@ def fine_tuned(
             config,
             {label: str(models[label] / "model") for label in MODELS},
             datasets,
-            storage.join(data_dir, "tokenizer"),
+            data_dir,
         )
         methods = [
             {

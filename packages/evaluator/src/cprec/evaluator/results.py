@@ -9,6 +9,7 @@ kind), never by their labels, which are only names for people.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,18 +76,7 @@ class Protocol:
     bootstrap: int
 
     def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "label": self.label,
-            "negatives": self.negatives,
-            "mask_history": self.mask_history,
-            "ties": self.ties,
-            "ks": list(self.ks),
-            "select_metric": self.select_metric,
-            "test": self.test,
-            "alpha": self.alpha,
-            "bootstrap": self.bootstrap,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict) -> Protocol:
@@ -192,7 +182,7 @@ class DatasetResult:
             "users_without_enough_negatives": self.users_without_enough_negatives,
             "methods": {label: method.to_dict() for label, method in self.methods.items()},
             "significance": {
-                metric: {"best": s.best, "p_values": dict(s.p_values)} for metric, s in self.significance.items()
+                metric: dataclasses.asdict(s) for metric, s in self.significance.items()
             },
         }
 

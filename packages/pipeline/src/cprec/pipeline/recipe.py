@@ -146,7 +146,7 @@ class SFTDataStage:
     seed: int
 
 
-def downstream_specs(sections: StageSections, world_json: str) -> list[DatasetConfig]:
+def downstream_specs(world_json: str) -> list[DatasetConfig]:
     """The world's downstream datasets, in its order."""
     from cprec.evaluator.config import EvalConfig
     from cprec.evaluator.datasets import dataset_specs
@@ -160,7 +160,7 @@ def downstream_stage(runner: StageRunner, sections: StageSections, world_json: s
     split_dir)."""
     from cprec.data_prep.downstream import SplitSpec, prepare_split
 
-    specs = downstream_specs(sections, world_json)
+    specs = downstream_specs(world_json)
     build_options = sections.eval.get("build") or {}
     splits = {
         spec.name: SplitSpec(spec.name, spec.platform, dataclasses.asdict(spec.source), spec.data_dir) for spec in specs
@@ -193,14 +193,16 @@ def sft_section(config: RunConfig) -> dict:
 
 
 def sft_stages(
-    runner: StageRunner, config: RunConfig, models: dict[str, str], datasets: list[dict], tokenizer: str
+    runner: StageRunner, config: RunConfig, models: dict[str, str], datasets: list[dict], corpus_dir: str
 ) -> dict[str, dict[str, str]]:
     """Fine-tunes each of `models` (label -> model dir) on each dataset entry (name, split_dir): the
-    SFT data once per dataset (tokenized with the corpus tokenizer every model shares), then every
-    fine-tuning in one worker group. Returns label -> dataset -> fine-tuned model dir."""
+    SFT data once per dataset (tokenized with the tokenizer of the corpus at `corpus_dir`, which every
+    model shares), then every fine-tuning in one worker group. Returns label -> dataset -> model dir."""
+    from cprec.core.schemas import TOKENIZER_DIR
     from cprec.data_prep.downstream import sft_train_blocks, write_sft_data
 
     sft = config.sft
+    tokenizer = storage.join(corpus_dir, TOKENIZER_DIR)
     data_dirs, blocks = {}, {}
     for entry in datasets:
 
@@ -302,7 +304,7 @@ def check_plan(config: RunConfig, world_json: str) -> list[str]:
         build_config = load_config(BuildConfig, base=layered(section, {"world": world_json, "out_dir": PLACEHOLDER}))
         build_config.validate()
         scan.plan(*resolve_sources(build_config))  # files found, layouts and headers read
-    downstream = [spec.name for spec in downstream_specs(config, world_json)]
+    downstream = [spec.name for spec in downstream_specs(world_json)]
     unknown = sorted(set(config.sft.datasets) - set(downstream))
     if unknown:
         raise CPRecError(

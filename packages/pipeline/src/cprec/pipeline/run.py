@@ -69,7 +69,7 @@ def _stages(runner: StageRunner, config: RunConfig, world_json: str, root: str, 
         config,
         {label: models[label] for label in fine_tuned},
         [d for d in datasets if d["name"] in targets],
-        storage.join(data_dir, "tokenizer"),
+        data_dir,
     )
     if not _upto(config, "eval"):
         return

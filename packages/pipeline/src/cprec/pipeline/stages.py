@@ -77,11 +77,10 @@ class StageRunner:
             path, digest = self.path_for(name, configure(PLACEHOLDER))
             planned.append((name, path, digest, configure(path)))
         pending = [p for p in planned if not storage.exists(storage.join(p[1], STAGE_FILE))]
+        pending_paths = {path for _, path, _, _ in pending}
         for name, path, _, _ in planned:
-            verb = "running" if any(p[1] == path for p in pending) else "reusing"
-            print(
-                f"[cprec run] {name}: {verb} {'->' if verb == 'running' else ''} {path}".replace("  ", " "), flush=True
-            )
+            action = "running ->" if path in pending_paths else "reusing"
+            print(f"[cprec run] {name}: {action} {path}", flush=True)
         seconds = 0.0
         if pending:
             started = time.perf_counter()
@@ -102,7 +101,7 @@ class StageRunner:
             print(f"[cprec run] {label}: done in {seconds:.0f}s", flush=True)
         results = []
         for name, path, digest, _ in planned:
-            done_now = any(p[1] == path for p in pending)
+            done_now = path in pending_paths
             result = StageResult(name, path, digest, not done_now, seconds / len(pending) if done_now else 0.0)
             self.results.append(result)
             results.append(result)

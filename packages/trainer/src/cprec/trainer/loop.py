@@ -238,7 +238,7 @@ def train_group(loop_config: dict) -> None:
     if device.type == "cpu":
         limit_torch_threads(runs[0].config.scaling.cpus_per_worker)
     for run in runs:
-        if _agreed(is_finished(run.config), device):
+        if _agreed(rank == 0 and is_finished(run.config), device):
             continue
         train_run(run, hooks, rank, world, device)
 
@@ -252,7 +252,8 @@ def is_finished(config: TrainConfig) -> bool:
 
 
 def _agreed(value: bool, device) -> bool:
-    """Rank 0's answer on every rank: workers must not disagree on which runs they train together."""
+    """Rank 0's `value` on every rank (the others' is ignored): workers must not disagree on which runs
+    they train together."""
     import torch
     import torch.distributed as dist
 
