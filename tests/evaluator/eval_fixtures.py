@@ -38,9 +38,17 @@ def write_data_dir(root: Path, domain: str, items: list[dict], events: list[tupl
     return root
 
 
-def tiny_model(path: Path, texts: list[str], arch: str = "llama", hidden: int = 32) -> Path:
-    """A random 2-layer causal LM with data_prep's byte-level BPE trained on `texts`, saved to `path`."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def tiny_model(path: Path, texts: list[str], arch: str = "llama", hidden: int = 32, **extra) -> Path:
+    """A random 2-layer causal LM with data_prep's byte-level BPE trained on `texts`, saved to `path`;
+    `extra` goes to the model's config."""
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     from cprec.data_prep.tokens import train_tokenizer
 
@@ -57,9 +65,13 @@ def tiny_model(path: Path, texts: list[str], arch: str = "llama", hidden: int = 
         "pad_token_id": fast.pad_token_id,
         "bos_token_id": None,
     }
-    model = (
-        LlamaForCausalLM(LlamaConfig(**shape)) if arch == "llama" else Qwen2ForCausalLM(Qwen2Config(**shape))
-    )
+    classes = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+    }
+    config_class, model_class = classes[arch]
+    model = model_class(config_class(**shape, **extra))
     model.save_pretrained(path)
     fast.save_pretrained(path)
     return path

@@ -49,6 +49,66 @@ def test_shared_prefix_equals_naive_on_qwen2(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("arch", "extra", "shared_attention"),
+    [
+        ("qwen2", {}, True),
+        # a sliding window shorter than the prompt: only the KV-cache path (with the model's own masks)
+        # gets it right, so models with one must not take the shared-prefix attention
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 0}, False),
+        ("mistral", {"sliding_window": 8}, False),
+    ],
+)
+def test_shared_prefix_equals_naive_on_each_attention_path(tmp_path, arch, extra, shared_attention):
+    model = scorer(tiny_model(tmp_path / arch, TEXTS, arch=arch, **extra))
+    assert model.shared_attention is shared_attention
+    prompt = model.prompt_ids(history_prompt("Garden", TEXTS[5:9]))
+    items = model.by_length[:12]
+    np.testing.assert_allclose(
+        model.score_prompt(prompt, items), model.naive_score_prompt(prompt, items), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_candidates_share_their_common_first_tokens_with_the_prompt(tiny_lm):
+    model = scorer(tiny_lm)
+    # every candidate is "<separator>[Garden] ...": those tokens are scored once, with the prompt
+    assert len(model.common) >= 2
+    assert all(tail == full[len(model.common) :] for tail, full in zip(model.tails, model.catalogue))
+    assert min(len(t) for t in model.tails) >= 1
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_prefix_attention_equals_attention_over_prompt_and_candidate(fused, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from cprec.evaluator.methods import prefix_attention
+
+    torch.manual_seed(0)
+    batch, heads, kv_heads, width, prompt_len, dim = 5, 4, 2, 6, 9, 8
+    query = torch.randn(batch, heads, width, dim)
+    key, value = torch.randn(batch, kv_heads, width, dim), torch.randn(batch, kv_heads, width, dim)
+    prompt = (torch.randn(kv_heads, prompt_len, dim), torch.randn(kv_heads, prompt_len, dim))
+    prefix = prefix_attention.SharedPrefix(layers={0: prompt}, capture=False)
+
+    class Layer:
+        layer_idx = 0
+
+    real = prefix_attention.attend_to_prompt
+    # fused=False: the matrix-product way a GPU takes
+    monkeypatch.setattr(prefix_attention, "attend_to_prompt", lambda *args, **_: real(*args, fused=fused))
+    out, _ = prefix_attention.shared_prefix_attention(
+        Layer(), query, key, value, None, scaling=dim**-0.5, shared_prefix=prefix
+    )
+    # the reference: each row's keys are the prompt's then its own, causal on its own part
+    keys = torch.cat([prompt[0].expand(batch, -1, -1, -1), key], dim=2).repeat_interleave(2, dim=1)
+    values = torch.cat([prompt[1].expand(batch, -1, -1, -1), value], dim=2).repeat_interleave(2, dim=1)
+    visible = torch.ones(width, prompt_len + width, dtype=torch.bool)
+    visible[:, prompt_len:] = torch.ones(width, width, dtype=torch.bool).tril()
+    expected = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible).transpose(1, 2)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_model_paths_and_tokenizer_mismatch(tiny_lm, tmp_path):
     with pytest.raises(CPRecError, match="does not exist"):
         load_tokenizer(str(tmp_path / "missing"))
@@ -75,6 +135,30 @@ def test_ray_actor_pool_matches_in_process_scores(tiny_lm, ray_local):
         counts = remote.set_catalogue(TEXTS)
         np.testing.assert_allclose(remote.score(prompts), local.score(prompts), atol=1e-4)
         assert (counts == local.local.token_counts()).all()
+    finally:
+        remote.close()
+
+
+def test_the_scoring_actors_take_one_model_after_another(tiny_lm, ray_local, tmp_path):
+    other = tiny_model(tmp_path / "other", TEXTS, arch="qwen2")
+    prompts = [history_prompt("Garden", TEXTS[i : i + 3]) for i in range(3)]
+    expected = {}
+    for path in (tiny_lm, other):
+        local = ScoringPool(str(path), LLMConfig(num_actors=0))
+        local.set_catalogue(TEXTS)
+        expected[path] = local.score(prompts)
+    remote = ScoringPool(str(tiny_lm), LLMConfig(num_actors=1, cpus_per_actor=0.5))
+    try:
+        remote.set_catalogue(TEXTS)
+        actor = remote.actors[0]
+        np.testing.assert_allclose(remote.score(prompts), expected[tiny_lm], atol=1e-4)
+        remote.load(str(other))
+        remote.set_catalogue(TEXTS)
+        assert remote.actors == [actor]  # the model changed, not the actor
+        np.testing.assert_allclose(remote.score(prompts), expected[other], atol=1e-4)
+        remote.close()  # between datasets; the next call starts an actor with the current model
+        remote.set_catalogue(TEXTS)
+        np.testing.assert_allclose(remote.score(prompts), expected[other], atol=1e-4)
     finally:
         remote.close()
 

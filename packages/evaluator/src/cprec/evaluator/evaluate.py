@@ -80,12 +80,20 @@ def evaluate(config: EvalConfig) -> Results:
         config=to_dict(config),
     )
     methods = [make_method(spec, config) for spec in config.methods]
+    shared: dict = {}  # what methods share across the evaluation: the LLM methods' scoring actors
+    for method in methods:
+        method.attach(shared)
     try:
         for dataset in datasets:
             results.datasets[dataset.name] = evaluate_dataset(dataset, methods, config)
+            # the next dataset's baselines run as Ray tasks first and need the actors' CPUs/GPUs
+            for resource in shared.values():
+                resource.close()
     finally:
         for method in methods:
             method.close()
+        for resource in shared.values():
+            resource.close()
     results.save(storage.join(config.out_dir, RESULTS_FILE))
     write_report(results, config.out_dir)
     return results
@@ -240,8 +248,6 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
             info=run.info,
             seconds=run.seconds,
         )
-        # Actors and models go back after every dataset: the next dataset's model (a fine-tuned method has
-        # one per dataset) needs the CPUs/GPUs.
         method.close()
     entry.significance = significance(per_user, config)
     write_per_user(config.out_dir, dataset, users, per_user)

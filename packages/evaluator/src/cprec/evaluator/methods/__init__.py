@@ -54,6 +54,11 @@ class Method(ABC):
     def close(self) -> None:
         """Releases what `fit` acquired (Ray actors, GPU memory)."""
 
+    def attach(self, shared: dict) -> None:
+        """Takes the evaluation's shared resources (name -> object with `close()`): a method that can
+        share what it acquires with the other methods (the LLM methods' scoring actors) keeps it there,
+        and the evaluation closes it."""
+
     def task_resources(self) -> dict:
         """Ray resources of the task that fits and scores a `runs_in_task` method."""
         return {"num_cpus": self.config.baseline_cpus}

@@ -11,14 +11,18 @@ both from cprec.core.template, so the model reads exactly what it read in pre-tr
 the two ways an item line ends in a pre-training document (EOS alone when the separator is not a
 token of its own); without it a title that is a prefix of a longer one would be favoured.
 
-Shared-prefix scoring: the prompt is encoded once, and its key/value cache (a transformers
-DynamicCache) is broadcast to a batch of candidates, right-padded, sorted by length; candidate
-tokens are tokenized once per catalogue. Users are spread over Ray actors that hold the model.
+Shared-prefix scoring: the prompt is encoded once, together with the tokens every candidate starts
+with (the separator and the domain tag); batches of candidates, right-padded and sorted by length,
+then attend to its keys and values without a copy per candidate (prefix_attention.py), or, for an
+architecture outside that module's list, through a transformers DynamicCache broadcast to the batch.
+Candidate tokens are tokenized once per catalogue. Users are spread over Ray actors that hold the
+model; the actors load one model after another for the whole evaluation.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -27,7 +31,7 @@ from cprec.core.errors import CPRecError
 from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, history_prompt
 from cprec.evaluator.config import FORMS, LLMConfig
 from cprec.evaluator.datasets import SplitDataset
-from cprec.evaluator.methods import Method
+from cprec.evaluator.methods import Method, prefix_attention
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,6 @@ class PrefixScorer:
 
     def __init__(self, model_path: str, options: LLMConfig, device: str = "cpu", actor_cpus: float = 0.0):
         import torch
-        from transformers import AutoModelForCausalLM
 
         if actor_cpus and device == "cpu":
             from cprec.core.raytools import limit_torch_threads
@@ -70,14 +73,24 @@ class PrefixScorer:
             limit_torch_threads(actor_cpus)
         self.options = options
         self.device = torch.device(device)
+        self.load(model_path)
+
+    def load(self, model_path: str) -> None:
+        """Holds `model_path`'s model from now on (a set catalogue must be set again: tokens differ)."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
         self.tokenizer = load_tokenizer(model_path)
-        dtype = options.dtype
+        dtype = self.options.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
         self.model = AutoModelForCausalLM.from_pretrained(
             storage.local_copy(model_path), dtype=getattr(torch, dtype)
         ).to(self.device)
         self.model.eval()
+        self.shared_attention = prefix_attention.supports(self.model.config)
+        if self.shared_attention:
+            prefix_attention.use_shared_prefix_attention(self.model)
         self.pad_id = (
             self.tokenizer.pad_token_id
             if self.tokenizer.pad_token_id is not None
@@ -86,6 +99,7 @@ class PrefixScorer:
         self.max_positions = (
             getattr(self.model.config.get_text_config(), "max_position_embeddings", None) or 1 << 30
         )
+        self.catalogue = None
 
     def ready(self) -> bool:
         return True
@@ -98,6 +112,11 @@ class PrefixScorer:
         self.end_ids = end_ids
         self.lengths = np.array([len(c) for c in catalogue])
         self.by_length = np.argsort(self.lengths, kind="stable")  # batches of similar length pad little
+        # Every candidate starts with the same tokens (the separator and the item's domain tag): they
+        # are scored once, with the prompt, and each candidate's pass starts after them.
+        common = os.path.commonprefix([tuple(c) for c in catalogue])[: int(self.lengths.min()) - 1]
+        self.common = list(common)
+        self.tails = [c[len(common) :] for c in catalogue]
 
     def token_counts(self) -> np.ndarray:
         return self.lengths + (1 if self.end_ids else 0)
@@ -129,29 +148,47 @@ class PrefixScorer:
         from transformers import DynamicCache
 
         with torch.inference_mode():
-            prompt = torch.tensor([prompt_ids], device=self.device)
-            encoded = self.model(input_ids=prompt, use_cache=True)
-            prefix = [(layer.keys, layer.values) for layer in _cache_of(encoded).layers]
-            first = torch.log_softmax(encoded.logits[0, -1].float(), dim=-1)
-            scores = []
-            for start in range(0, len(items), self.options.batch_size):
-                batch = items[start : start + self.options.batch_size]
-                ids, mask = self._padded([self.catalogue[i] for i in batch])
-                size, width = ids.shape
-                cache = DynamicCache(
-                    ddp_cache_data=[
-                        (k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix
-                    ],
-                    config=self.model.config,
+            shared = torch.tensor([prompt_ids + self.common], device=self.device)
+            start = shared.shape[1]  # the position of every candidate's first own token
+            if self.shared_attention:
+                prefix = prefix_attention.SharedPrefix()
+                encoded = self.model(
+                    input_ids=shared, use_cache=False, shared_prefix=prefix, logits_to_keep=len(self.common) + 1
                 )
-                logits = self.model(
-                    input_ids=ids,
-                    attention_mask=torch.cat([mask.new_ones(size, len(prompt_ids)), mask], dim=1),
-                    position_ids=(len(prompt_ids) + torch.arange(width, device=self.device)).expand(size, -1),
-                    cache=cache,
-                    use_cache=True,
-                ).logits.float()
-                scores.append(self._sum_logprobs(first, logits, ids, mask).cpu().numpy())
+                prefix.capture = False
+                logits = encoded.logits[0]
+            else:
+                encoded = self.model(input_ids=shared, use_cache=True)
+                prefix = [(layer.keys, layer.values) for layer in _cache_of(encoded).layers]
+                logits = encoded.logits[0, len(prompt_ids) - 1 :]
+            # logits[j] predicts common[j]; the last predicts each candidate's first own token.
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            common = logprobs[torch.arange(len(self.common)), torch.tensor(self.common, dtype=torch.long)].sum()
+            first = logprobs[-1]
+            scores = []
+            for begin in range(0, len(items), self.options.batch_size):
+                batch = items[begin : begin + self.options.batch_size]
+                ids, mask = self._padded([self.tails[i] for i in batch])
+                size, width = ids.shape
+                positions = (start + torch.arange(width, device=self.device)).expand(size, -1)
+                if self.shared_attention:
+                    out = self.model(input_ids=ids, position_ids=positions, use_cache=False, shared_prefix=prefix)
+                else:
+                    cache = DynamicCache(
+                        ddp_cache_data=[
+                            (k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix
+                        ],
+                        config=self.model.config,
+                    )
+                    out = self.model(
+                        input_ids=ids,
+                        attention_mask=torch.cat([mask.new_ones(size, start), mask], dim=1),
+                        position_ids=positions,
+                        cache=cache,
+                        use_cache=True,
+                    )
+                sums = self._sum_logprobs(first, out.logits.float(), ids, mask) + common
+                scores.append(sums.cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
     def naive_score_prompt(self, prompt_ids: list[int], items: np.ndarray) -> np.ndarray:
@@ -206,32 +243,49 @@ def _cache_of(output):
 class ScoringPool:
     """PrefixScorers on Ray actors (GPUs when the cluster has them), or one in this process.
 
+    The actors outlive a model: `load` hands them the next one (an evaluation scores many models on
+    one dataset), so a model costs its loading, not an actor's start.
+
     Scoring is a pure function of (model, catalogue, prompts), so when an actor dies (a preempted
-    node, a worker that crashed on start) the pool starts its actors afresh, hands them the
-    catalogue again and redoes the call, up to `llm.actor_restarts` times.
+    node, a worker that crashed on start) the pool starts its actors afresh, hands them the model and
+    the catalogue again and redoes the call, up to `llm.actor_restarts` times.
     """
 
     def __init__(self, model_path: str, options: LLMConfig):
         self.options = options
+        self.actors: list = []
+        self.restarts_left = options.actor_restarts
+        self.local: PrefixScorer | None = None
+        self.model_path = ""
+        if options.num_actors:
+            from cprec.core.raytools import init_ray
+
+            init_ray()
+        self.load(model_path)
+
+    def load(self, model_path: str) -> None:
+        """Scores with `model_path`'s model from now on; `set_catalogue` comes next."""
         self.tokenizer = load_tokenizer(model_path)  # fails fast, in the driver, on a bad path or mismatch
         self.model_path = storage.absolute_if_present(model_path)  # actors run in another directory
-        self.actors: list = []
         self.catalogue_args: tuple | None = None
-        self.restarts_left = options.actor_restarts
-        if options.num_actors == 0:
-            import torch
-
-            device = (
-                "cuda"
-                if options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
-                else "cpu"
-            )
-            self.local = PrefixScorer(model_path, options, device)
+        if self.options.num_actors == 0:
+            if self.local is None:
+                self.local = PrefixScorer(self.model_path, self.options, self._local_device())
+            else:
+                self.local.load(self.model_path)
             return
-        from cprec.core.raytools import init_ray
+        import ray
 
-        init_ray()
-        self._with_restarts(lambda: None)
+        if self.actors:
+            self._with_restarts(lambda: ray.get([a.load.remote(self.model_path) for a in self.actors]))
+        else:
+            self._with_restarts(lambda: None)
+
+    def _local_device(self) -> str:
+        import torch
+
+        wants_gpu = self.options.device == "cuda" or (self.options.device == "auto" and torch.cuda.is_available())
+        return "cuda" if wants_gpu else "cpu"
 
     def _start_actors(self) -> None:
         import ray
@@ -304,6 +358,7 @@ class ScoringPool:
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def close(self) -> None:
+        """Stops the actors (a later call starts fresh ones with the current model)."""
         import ray
 
         for actor in self.actors:
@@ -325,22 +380,37 @@ def score_forms(
     return out
 
 
+SCORING = "llm-scoring"  # the key of the LLM methods' ScoringPool in an evaluation's shared resources
+
+
 class LLMZeroShot(Method):
     """Any Hugging Face causal LM path, scored as given: the dataset's own model in `models` (e.g. one
-    the pipeline fine-tuned on it), else `model`. Nothing is trained here."""
+    the pipeline fine-tuned on it), else `model`. Nothing is trained here. The LLM methods of an
+    evaluation score on the same actors (the shared `SCORING` pool), one model after another."""
 
-    pool: ScoringPool | None = None
     model: str = ""
+    pool: ScoringPool | None = None
+
+    def __init__(self, spec, config):
+        super().__init__(spec, config)
+        self.shared: dict = {}
+
+    def attach(self, shared: dict) -> None:
+        self.shared = shared
 
     def variants(self) -> list[str]:
         return list(FORMS) if self.spec.form == "auto" else [self.spec.form]
 
     def fit(self, dataset: SplitDataset) -> None:
-        self.close()  # the previous dataset's model, if it was not released
         self.model = self.spec.model_for(dataset.name)
         if not self.model:
             raise CPRecError(f"method {self.spec.label()!r} has no model for dataset {dataset.name!r}")
-        self.pool = ScoringPool(self.model, self.config.llm)
+        pool = self.shared.get(SCORING)
+        if pool is None:
+            pool = self.shared[SCORING] = ScoringPool(self.model, self.config.llm)
+        else:
+            pool.load(self.model)
+        self.pool = pool
         self.token_counts = self.pool.set_catalogue(dataset.item_texts)
         self.prior = None
         if "pmi" in self.variants():
@@ -363,8 +433,3 @@ class LLMZeroShot(Method):
             "end": getattr(self.pool, "end_kind", ""),
             "max_history": self.config.llm.max_history,
         }
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
