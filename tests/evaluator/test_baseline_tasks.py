@@ -7,7 +7,6 @@ import dataclasses
 import re
 import sys
 
-import numpy as np
 import pytest
 from eval_fixtures import catalogue, write_data_dir
 
@@ -16,7 +15,7 @@ from cprec.core.errors import CPRecError
 from cprec.evaluator import evaluate as evaluate_module
 from cprec.evaluator.config import EvalConfig
 from cprec.evaluator.datasets import prepare_datasets
-from cprec.evaluator.evaluate import evaluate, run_in_tasks
+from cprec.evaluator.evaluate import evaluate, plan_dataset, run_in_tasks
 from cprec.evaluator.methods.content import ContentTfidf
 from cprec.evaluator.methods.popularity import Popularity
 from cprec.evaluator.methods.sasrec import SASRecMethod
@@ -75,12 +74,17 @@ def test_progress_lines_per_dataset_and_method_as_they_finish(tmp_path, ray_loca
     first, second = printed
     assert "[cprec eval] datasets ready in " in first and "garden (16 users, 20 items)" in first
     assert "[cprec eval] garden: 6 of 16 users evaluated, 20 items ranked" in first
+    # every dataset's baselines first, side by side; then the LLM method dataset by dataset
+    assert "[cprec eval] 4 baseline runs (popularity, content on 2 datasets) as Ray tasks (1 CPU each)" in first
+    llm_starts = first.index("[cprec eval] garden / lm: running")
+    for name in ("garden", "garden-copy"):
+        for label in ("popularity", "content"):
+            done = re.search(rf"^\[cprec eval\] {name} / {label}: done in \d+s, test ndcg@10 \d\.\d{{3}}$", first, re.M)
+            assert done and done.start() < llm_starts
     for name, out in (("garden", first), ("garden-copy", second)):
-        assert f"[cprec eval] {name}: popularity, content running as Ray tasks (1 CPU each)" in out
         assert f"[cprec eval] {name} / lm: running" in out
-        for label in ("popularity", "content", "lm"):
-            assert re.search(rf"^\[cprec eval\] {name} / {label}: done in \d+s, test ndcg@10 \d\.\d{{3}}$", out, re.M)
-    assert "[cprec eval] garden-copy" not in first  # the first dataset's lines came before the second began
+        assert re.search(rf"^\[cprec eval\] {name} / lm: done in \d+s, test ndcg@10 \d\.\d{{3}}$", out, re.M)
+    assert "[cprec eval] garden-copy / lm" not in first  # the first dataset's result came before the second's
 
 
 def test_a_failed_task_is_its_one_line_cprec_error(tmp_path, ray_local):
@@ -91,8 +95,7 @@ def test_a_failed_task_is_its_one_line_cprec_error(tmp_path, ray_local):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Failing is not importable by workers
     try:
         with pytest.raises(CPRecError) as caught:
-            users = np.arange(dataset.n_users)
-            run_in_tasks([Failing(config.methods[0], config)], dataset, users, {"valid": None, "test": None}, config)
+            run_in_tasks([Failing(config.methods[0], config)], [plan_dataset(dataset, config)], config)
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert type(caught.value) is CPRecError and str(caught.value) == "no luck on garden"

@@ -10,6 +10,7 @@ from cprec.evaluator.config import LLMConfig
 from cprec.evaluator.methods.llm import (
     PrefixScorer,
     ScoringPool,
+    call_ranges,
     end_token_ids,
     load_tokenizer,
     tokenize_catalogue,
@@ -137,6 +138,14 @@ def test_ray_actor_pool_matches_in_process_scores(tiny_lm, ray_local):
         assert (counts == local.local.token_counts()).all()
     finally:
         remote.close()
+
+
+def test_users_are_spread_evenly_over_the_actors():
+    assert call_ranges(40, 2, 16) == [(0, 10), (10, 20), (20, 30), (30, 40)]
+    assert call_ranges(5, 2, 16) == [(0, 3), (3, 5)]
+    assert call_ranges(1, 2, 16) == [(0, 1)]
+    assert call_ranges(0, 2, 16) == []
+    assert all(j - i <= 7 for i, j in call_ranges(100, 3, 7))
 
 
 def test_the_scoring_actors_take_one_model_after_another(tiny_lm, ray_local, tmp_path):

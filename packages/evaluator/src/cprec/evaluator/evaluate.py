@@ -2,10 +2,11 @@
 
 Per dataset: the split is prepared (datasets.py); each method is fitted on the training split and
 scores the catalogue for the validation and the test targets; ranks become per-user metrics
-(metrics.py). The baselines do this in Ray tasks (`baseline_cpus` each), so a cluster runs them on
-its workers; the LLM methods in the driver, which hands the model to scoring actors (the evaluator
-only scores: a fine-tuned model is given, one per dataset). A method with several variants (the LLM's score forms) is reported with the variant that is
-best on the validation `select_metric`. Methods are compared on the test split by a paired test
+(metrics.py). The baselines of every dataset do this first, side by side in Ray tasks
+(`baseline_cpus` each), so a cluster runs them on its workers; then the LLM methods, in the driver,
+which hands one model after another to the same scoring actors (the evaluator only scores: a
+fine-tuned model is given, one per dataset). A method with several variants (the LLM's score forms)
+is reported with the variant that is best on the validation `select_metric`. Methods are compared on the test split by a paired test
 against the best method of each metric; means carry bootstrap confidence intervals. Progress goes
 to stdout as `[cprec eval] ...` lines, one per dataset and method as each finishes.
 Outputs in `out_dir`: datasets/, per_user/<dataset>.parquet, results.json, report.md, *.png.
@@ -83,12 +84,13 @@ def evaluate(config: EvalConfig) -> Results:
     shared: dict = {}  # what methods share across the evaluation: the LLM methods' scoring actors
     for method in methods:
         method.attach(shared)
+    plans = [plan_dataset(dataset, config) for dataset in datasets]
     try:
-        for dataset in datasets:
-            results.datasets[dataset.name] = evaluate_dataset(dataset, methods, config)
-            # the next dataset's baselines run as Ray tasks first and need the actors' CPUs/GPUs
-            for resource in shared.values():
-                resource.close()
+        # Every baseline of every dataset first, side by side in Ray tasks; then the driver's methods,
+        # one model after another on the same scoring actors, which hold the CPUs/GPUs till the end.
+        runs = run_in_tasks(methods, plans, config) if config.baseline_cpus else {}
+        for plan in plans:
+            results.datasets[plan.dataset.name] = evaluate_dataset(plan, methods, runs, config)
     finally:
         for method in methods:
             method.close()
@@ -139,44 +141,58 @@ def run_method(
 
 
 def run_in_tasks(
-    methods: list[Method], dataset: SplitDataset, users: np.ndarray, candidates: dict, config: EvalConfig
-) -> dict[str, MethodRun]:
-    """Baselines fit and score in Ray tasks, so a cluster runs them on its workers, not the driver's node;
-    their lines are printed as each finishes."""
+    methods: list[Method], plans: list[DatasetPlan], config: EvalConfig
+) -> dict[tuple[str, str], MethodRun]:
+    """The baselines (`runs_in_task`) of every dataset fit and score in Ray tasks, so a cluster runs them on
+    its workers, not the driver's node; their lines are printed as each finishes. Keyed by (dataset, label)."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
     from cprec.core.raytools import init_ray
 
+    jobs = [(plan, m) for plan in plans for m in methods_for(plan.dataset, methods) if m.runs_in_task]
+    if not jobs:
+        return {}
     init_ray()
-    # One copy of the split and the candidates in the object store, read by every task.
-    shared = [ray.put(value) for value in (dataset, users, candidates)]
     task = ray.remote(run_method)
-    pending = {
-        task.options(name=f"cprec eval {dataset.name} / {m.spec.label()}", **m.task_resources()).remote(
-            m, *shared, config
-        ): m.spec.label()
-        for m in methods
-    }
-    progress(f"{dataset.name}: {', '.join(pending.values())} running as Ray tasks ({config.baseline_cpus:g} CPU each)")
+    pending = {}
+    for plan in plans:
+        in_tasks = [m for p, m in jobs if p is plan]
+        if not in_tasks:
+            continue
+        # One copy of the split and the candidates in the object store, read by every task.
+        shared = [ray.put(value) for value in (plan.dataset, plan.users, plan.candidates)]
+        for m in in_tasks:
+            name = f"cprec eval {plan.dataset.name} / {m.spec.label()}"
+            ref = task.options(name=name, **m.task_resources()).remote(m, *shared, config)
+            pending[ref] = (plan.dataset.name, m.spec.label())
+    labels = ", ".join(dict.fromkeys(m.spec.label() for _, m in jobs))
+    progress(
+        f"{len(pending)} baseline runs ({labels} on {len({p.dataset.name for p, _ in jobs})} datasets) "
+        f"as Ray tasks ({config.baseline_cpus:g} CPU each)"
+    )
     runs = {}
     try:
         while pending:
             [ref], _ = ray.wait(list(pending))
-            label = pending.pop(ref)
+            dataset, label = pending.pop(ref)
             try:
-                runs[label] = ray.get(ref)
+                runs[dataset, label] = ray.get(ref)
             except RayTaskError as exc:
                 if isinstance(exc.cause, CPRecError):
                     raise exc.cause from None
                 raise  # a bug: the remote traceback says where
             except RayError as exc:  # the worker died (out of memory, a lost node) and Ray's retries too
-                raise CPRecError(f"{dataset.name} / {label}: {str(exc).strip().splitlines()[0]}") from exc
-            progress_done(dataset.name, label, runs[label], config)
+                raise CPRecError(f"{dataset} / {label}: {str(exc).strip().splitlines()[0]}") from exc
+            progress_done(dataset, label, runs[dataset, label], config)
     finally:
         for ref in pending:  # a failed baseline fails the evaluation: the others' work is wasted
             ray.cancel(ref)
     return runs
+
+
+def methods_for(dataset: SplitDataset, methods: list[Method]) -> list[Method]:
+    return [m for m in methods if not m.spec.datasets or dataset.name in m.spec.datasets]
 
 
 def chosen_variant(run: MethodRun, config: EvalConfig) -> str:
@@ -188,7 +204,17 @@ def progress_done(dataset: str, label: str, run: MethodRun, config: EvalConfig) 
     progress(f"{dataset} / {label}: done in {run.seconds['total']:.0f}s, test {config.select_metric} {test:.3f}")
 
 
-def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalConfig) -> DatasetResult:
+@dataclass
+class DatasetPlan:
+    """Who is evaluated on a dataset and against which candidates: the same for every method."""
+
+    dataset: SplitDataset
+    users: np.ndarray
+    candidates: dict[str, np.ndarray | None]
+    users_without_enough_negatives: int
+
+
+def plan_dataset(dataset: SplitDataset, config: EvalConfig) -> DatasetPlan:
     users = evaluated_users(dataset, config)
     too_familiar = 0
     if config.protocol == "sampled":
@@ -208,25 +234,30 @@ def evaluate_dataset(dataset: SplitDataset, methods: list[Method], config: EvalC
         )
     candidates = {split: sampled_candidates(dataset, split, users, config) for split in SPLITS}
     progress(f"{dataset.name}: {len(users)} of {dataset.n_users} users evaluated, {ranked} items ranked")
+    return DatasetPlan(dataset, users, candidates, too_familiar)
+
+
+def evaluate_dataset(
+    plan: DatasetPlan, methods: list[Method], runs: dict[tuple[str, str], MethodRun], config: EvalConfig
+) -> DatasetResult:
+    """Every method's result on `plan`'s dataset: from `runs` (the baselines' tasks) or run here."""
+    dataset, users, candidates = plan.dataset, plan.users, plan.candidates
     entry = DatasetResult(
         name=dataset.name,
         platform=dataset.platform,
         domain=dataset.domain,
         stats=dataset.stats,
         users_evaluated=len(users),
-        users_without_enough_negatives=too_familiar,
+        users_without_enough_negatives=plan.users_without_enough_negatives,
     )
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    methods = [m for m in methods if not m.spec.datasets or dataset.name in m.spec.datasets]
-    in_tasks = [m for m in methods if m.runs_in_task] if config.baseline_cpus else []
-    runs = run_in_tasks(in_tasks, dataset, users, candidates, config) if in_tasks else {}
-    for method in methods:
+    for method in methods_for(dataset, methods):
         label = method.spec.label()
-        if label not in runs:
+        run = runs.get((dataset.name, label))
+        if run is None:
             progress(f"{dataset.name} / {label}: running")
-            runs[label] = run_method(method, dataset, users, candidates, config)
-            progress_done(dataset.name, label, runs[label], config)
-        run = runs[label]
+            run = run_method(method, dataset, users, candidates, config)
+            progress_done(dataset.name, label, run, config)
         by_split, variants, chosen = run.by_split, run.variants, chosen_variant(run, config)
         per_user[label] = {split: by_split[split][chosen] for split in SPLITS}
         spec = method.spec

@@ -79,11 +79,13 @@ class PrefixScorer:
         """Holds `model_path`'s model from now on (a set catalogue must be set again: tokens differ)."""
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as transformers_logging
 
         self.tokenizer = load_tokenizer(model_path)
         dtype = self.options.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        transformers_logging.disable_progress_bar()  # a bar per model load in every actor's log
         self.model = AutoModelForCausalLM.from_pretrained(
             storage.local_copy(model_path), dtype=getattr(torch, dtype)
         ).to(self.device)
@@ -344,10 +346,9 @@ class ScoringPool:
             return self.local.score_prompts(prompts, candidates)
         from ray.util import ActorPool
 
-        step = self.options.users_per_task
         tasks = [
-            (prompts[i : i + step], None if candidates is None else candidates[i : i + step])
-            for i in range(0, len(prompts), step)
+            (prompts[i:j], None if candidates is None else candidates[i:j])
+            for i, j in call_ranges(len(prompts), self.options.num_actors, self.options.users_per_task)
         ]
 
         def run() -> list:
@@ -364,6 +365,14 @@ class ScoringPool:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+
+
+def call_ranges(users: int, actors: int, most: int) -> list[tuple[int, int]]:
+    """Calls of at most `most` users, as many as the actors can take in equal rounds and of equal size:
+    40 users in calls of 16 would leave one of two actors idle while the other scores the last 8."""
+    rounds = -(-users // (actors * most))
+    size = max(1, -(-users // (actors * rounds))) if users else 1
+    return [(start, min(start + size, users)) for start in range(0, users, size)]
 
 
 def score_forms(
