@@ -131,8 +131,10 @@ class TrainConfig:
     model: str = option("", help="HF causal LM (local path or hub id); '' = the tiny model of `tiny`")
     tiny: TinyModelConfig = option(TinyModelConfig(), help="shape of the tiny model")
     attn_implementation: str = option(
-        "sdpa",
-        help="transformers attention: sdpa, eager, or flash_attention_2 (GPU, packed via position_ids)",
+        "auto",
+        help="attention over packed documents: document_sdpa (each document attended to on its own, no "
+        "block-diagonal mask), or transformers' sdpa, eager, flash_attention_2 (GPU, packed via "
+        "position_ids); auto = document_sdpa where the architecture allows (Llama, Qwen2/3), else sdpa",
     )
     liger_kernels: bool = option(
         False,

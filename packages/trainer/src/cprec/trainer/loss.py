@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from cprec.trainer import attention
+
 IGNORE = -100
 
 
@@ -60,7 +62,8 @@ class PackedCausalLM(nn.Module):
     """A causal LM whose forward takes packed blocks and returns (mean token loss, token count).
 
     Passing `position_ids` without an attention mask makes transformers' masking build a
-    block-diagonal causal mask (packed-sequence detection), so no token attends across documents.
+    block-diagonal causal mask (packed-sequence detection), so no token attends across documents;
+    with the `document_sdpa` attention no mask is built and each document is attended to on its own.
     """
 
     def __init__(self, model: nn.Module, chunk_tokens: int = 4096, fused: bool = False):
@@ -82,8 +85,11 @@ class PackedCausalLM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         labels = packed_labels(input_ids, document_ids)[:, 1:].reshape(-1)
         backbone = self.model.get_decoder()
+        extra = {}
+        if self.model.config._attn_implementation == attention.NAME:
+            extra["document_layout"] = attention.document_layout(position_ids, document_ids)
         hidden = backbone(
-            input_ids=input_ids.long(), position_ids=position_ids.long(), use_cache=False
+            input_ids=input_ids.long(), position_ids=position_ids.long(), use_cache=False, **extra
         ).last_hidden_state
         hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
         if self.fused is not None:

@@ -12,8 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from cprec.core import storage, template
 from cprec.core import tokenizer as core_tokenizer
+from cprec.core.architectures import PLAIN_ATTENTION_MODEL_TYPES, plain_attention
 from cprec.core.errors import CPRecError
 from cprec.core.schemas import TOKENIZER_DIR
+from cprec.trainer import attention
 from cprec.trainer.config import TinyModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,14 @@ def load_model(
     config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype
 ) -> PreTrainedModel:
     """The model to train, its embeddings sized to the tokenizer, its KV cache off (packed training)."""
+    implementation = "sdpa" if config.attn_implementation in ("auto", attention.NAME) else config.attn_implementation
     if not config.model:
-        model = tiny_model(config.tiny, tokenizer, config.attn_implementation).to(dtype)
+        model = tiny_model(config.tiny, tokenizer, implementation).to(dtype)
     else:
         check_tokenizer_matches(config.model, tokenizer, config.allow_tokenizer_mismatch)
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                storage.local_copy(config.model), dtype=dtype, attn_implementation=config.attn_implementation
+                storage.local_copy(config.model), dtype=dtype, attn_implementation=implementation
             )
         except OSError as exc:
             raise CPRecError(f"cannot load model {config.model!r}: {str(exc).splitlines()[0]}") from exc
@@ -78,6 +81,7 @@ def load_model(
                 len(tokenizer),
             )
             model.resize_token_embeddings(len(tokenizer))
+    use_document_attention(model, config.attn_implementation)
     model.config.use_cache = False  # with a cache transformers would not detect the packed documents
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
@@ -86,6 +90,21 @@ def load_model(
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     check_export_tokenizer(model, tokenizer)
     return model
+
+
+def use_document_attention(model: PreTrainedModel, choice: str) -> None:
+    """`document_sdpa` when asked for, or by `auto` when the architecture's attention is plain."""
+    if choice == "auto" and not plain_attention(model.config):
+        return
+    if choice in ("auto", attention.NAME):
+        if not plain_attention(model.config):
+            raise CPRecError(
+                f"attn_implementation={attention.NAME} needs plain causal attention (model types "
+                f"{', '.join(sorted(PLAIN_ATTENTION_MODEL_TYPES))}, no sliding window); "
+                f"this model is {model.config.model_type!r}: use auto or sdpa"
+            )
+        attention.use_document_attention()
+        model.set_attn_implementation(attention.NAME)
 
 
 def check_export_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from cprec.core import storage
+from cprec.core.architectures import plain_attention
 from cprec.core.errors import CPRecError
 from cprec.core.template import ITEM_SEPARATOR, continuation, empty_prompt, history_prompt
 from cprec.evaluator.config import FORMS, LLMConfig
@@ -90,7 +91,7 @@ class PrefixScorer:
             storage.local_copy(model_path), dtype=getattr(torch, dtype)
         ).to(self.device)
         self.model.eval()
-        self.shared_attention = prefix_attention.supports(self.model.config)
+        self.shared_attention = plain_attention(self.model.config)
         if self.shared_attention:
             prefix_attention.use_shared_prefix_attention(self.model)
         self.pad_id = (

@@ -11,8 +11,8 @@ keys (one matrix product over all rows, the prompt stored once) and against its 
 It is registered as a transformers attention implementation, so the model's own layers (projections,
 rotary embedding, norms) run unchanged; the prompt pass stores each layer's keys and values
 (`SharedPrefix.capture`), the candidate passes read them. Only models whose attention is plain
-softmax attention over every earlier position use it (`supports`): sliding windows, soft-capping or
-attention sinks would change the sum, and those models keep the KV-cache path.
+softmax attention over every earlier position use it (`cprec.core.architectures.plain_attention`);
+the others keep the KV-cache path.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NAME = "cprec_shared_prefix"
-# Architectures whose attention function is exactly softmax(q k^T * scaling) v over all earlier
-# positions (Qwen2's sliding window is checked separately: it is off unless use_sliding_window).
-MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
 
 
 @dataclass
@@ -33,16 +30,8 @@ class SharedPrefix:
     capture: bool = True
 
 
-def supports(config) -> bool:
-    text = config.get_text_config()
-    if text.model_type not in MODEL_TYPES:
-        return False
-    layer_types = getattr(text, "layer_types", None) or ["full_attention"]
-    return all(t == "full_attention" for t in layer_types) and not getattr(text, "use_sliding_window", False)
-
-
 def use_shared_prefix_attention(model) -> None:
-    """Switches `model` (a `supports`-ed one) to the shared-prefix attention."""
+    """Switches `model` (one with `plain_attention`) to the shared-prefix attention."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(NAME, shared_prefix_attention)

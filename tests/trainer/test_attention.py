@@ -1,0 +1,76 @@
+"""document_sdpa: each packed document attended to on its own equals transformers' masked SDPA."""
+
+from __future__ import annotations
+
+import copy
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM
+
+from cprec.core.errors import CPRecError
+from cprec.trainer import attention
+from cprec.trainer.config import TinyModelConfig
+from cprec.trainer.loss import PackedCausalLM
+from cprec.trainer.model import load_tokenizer, tiny_model, use_document_attention
+
+
+@pytest.fixture(scope="module")
+def tokenizer(token_build):
+    return load_tokenizer(str(token_build))
+
+
+def rows_of(token_build, unit: str, count: int = 4) -> dict:
+    table = pq.read_table(token_build / "tokens" / "train" / unit / "part-00000.parquet").slice(0, count)
+    return {name: torch.tensor(table.column(name).to_pylist()) for name in ("input_ids", "position_ids", "document_ids")}
+
+
+def test_layout_finds_documents_like_packed_sequence_detection():
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 1], [2, 3, 0, 1, 2, 3, 4, 5]])
+    document_ids = torch.tensor([[0, 0, 0, -1, -1, -1, 1, 1], [1, 1, 2, 2, 2, 2, 2, 2]])
+    layout = attention.document_layout(position_ids, document_ids, bucket=4)
+    # documents: [0:3], the padding run [3:6] as one and apart from [0:3] though its positions go on,
+    # [6:8]; the second row starts afresh at 8 though its positions go on from the first row's end;
+    # [10:16]
+    assert layout.shapes == [(4, 4), (1, 8)]
+    assert layout.slots.tolist() == [0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 7, 7, 8, 9, 9, 9, *range(10, 16), 15, 15]
+    assert layout.take.tolist() == [0, 1, 2, 4, 5, 6, 8, 9, 12, 13, *range(16, 22)]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("unit", ["mixed", "catalog"])
+def test_document_attention_equals_masked_sdpa_in_loss_and_gradients(tokenizer, token_build, arch, unit):
+    torch.manual_seed(0)
+    masked = tiny_model(TinyModelConfig(arch=arch), tokenizer)
+    per_document = copy.deepcopy(masked)
+    use_document_attention(per_document, attention.NAME)
+    assert per_document.config._attn_implementation == attention.NAME
+    rows = rows_of(token_build, unit)
+    assert (rows["document_ids"] < 0).any() and (rows["document_ids"].max(dim=1).values >= 1).any()
+    losses = []
+    for model in (masked, per_document):
+        loss, _ = PackedCausalLM(model)(**rows)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(masked.named_parameters(), per_document.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_auto_takes_document_attention_only_where_the_architecture_allows(tokenizer):
+    tiny = tiny_model(TinyModelConfig(), tokenizer)
+    use_document_attention(tiny, "auto")
+    assert tiny.config._attn_implementation == attention.NAME
+    windowed = MistralForCausalLM(
+        MistralConfig(
+            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, sliding_window=8,
+        )
+    )
+    use_document_attention(windowed, "auto")
+    assert windowed.config._attn_implementation == "sdpa"
+    with pytest.raises(CPRecError, match="attn_implementation=document_sdpa needs plain causal attention"):
+        use_document_attention(windowed, attention.NAME)
+    use_document_attention(windowed, "eager")  # any other choice is transformers' own, left as loaded
+    assert windowed.config._attn_implementation == "sdpa"
