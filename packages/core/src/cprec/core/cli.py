@@ -21,6 +21,7 @@ from cprec.core.errors import CPRecError
 STAGES = [
     ("data", "cprec.data_prep.cli", "cprec-data-prep"),
     ("train", "cprec.trainer.cli", "cprec-trainer"),
+    ("model", "cprec.trainer.model_cli", "cprec-trainer"),
     ("eval", "cprec.evaluator.cli", "cprec-evaluator"),
     ("tune", "cprec.pipeline.tune_cli", "cprec-pipeline"),
     ("run", "cprec.pipeline.cli", "cprec-pipeline"),

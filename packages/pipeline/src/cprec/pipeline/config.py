@@ -33,10 +33,16 @@ class StageSections:
         {}, help="BuildConfig options of the pre-training corpus; see `cprec data build --help`"
     )
     train: dict[str, Any] = option({}, help="TrainConfig options shared by every training run (scaling, model shape)")
+    base_model: str = option(
+        "",
+        help="a pretrained causal LM (a Hugging Face model directory, local or s3:// / gs://; e.g. from `cprec "
+        "model fetch`) used as the base as is: no catalogue pre-training, the corpus tokenized with its "
+        "tokenizer (unless data.tokens.tokenizer says otherwise), CPT, ablations and fine-tunings start from it",
+    )
     base: dict[str, Any] = option(
         {},
         help="TrainConfig options of the base model: the tiny model trained on catalogue text alone (every "
-        "platform's catalogue, no behaviour), or a given `model` continued on it",
+        "platform's catalogue, no behaviour), or a given `model` continued on it; unused with base_model",
     )
     cpt: dict[str, Any] = option({}, help="TrainConfig options of CPRec's continual pre-training (WSA) from the base")
     eval: dict[str, Any] = option(

@@ -109,7 +109,18 @@ def train_stages(runner: StageRunner, runs: list[tuple[str, dict, str, str]]) ->
 
 
 def base_stage(runner: StageRunner, sections: StageSections, data_dir: str) -> str:
+    """The base model's directory: `base_model` as is, or the base trained on the catalogue."""
+    if sections.base_model:
+        return storage.absolute_if_present(sections.base_model)
     return train_stages(runner, [("base", base_section(sections), data_dir, "")])[0]
+
+
+def corpus_section(sections: StageSections, section: dict) -> dict:
+    """A corpus's BuildConfig options: with a pretrained `base_model`, its own tokenizer tokenizes the
+    text (the model knows no other ids) unless the section names one."""
+    if sections.base_model and not (section.get("tokens") or {}).get("tokenizer"):
+        return layered(section, {"tokens": {"tokenizer": storage.absolute_if_present(sections.base_model)}})
+    return section
 
 
 def base_section(sections: StageSections) -> dict:
@@ -299,8 +310,18 @@ def check_plan(config: RunConfig, world_json: str) -> list[str]:
     from cprec.data_prep import scan
     from cprec.data_prep.build import BuildConfig, resolve_sources
 
+    if config.base_model:
+        from cprec.core.tokenizer import load_tokenizer
+
+        if storage.is_local(config.base_model) and not storage.local_path(config.base_model).exists():
+            raise CPRecError(
+                f"base_model {config.base_model} does not exist (a known model is fetched with "
+                f"`cprec model fetch smollm2-135m {config.base_model}`)"
+            )
+        load_tokenizer(config.base_model, what="base_model", model_vocab_check=True)  # a model is there
     control = any(v.data == "control" for v in config.variants)
-    for section in [config.data, *([layered(config.data, config.control)] if control else [])]:
+    data = corpus_section(config, config.data)
+    for section in [data, *([layered(data, config.control)] if control else [])]:
         build_config = load_config(BuildConfig, base=layered(section, {"world": world_json, "out_dir": PLACEHOLDER}))
         build_config.validate()
         scan.plan(*resolve_sources(build_config))  # files found, layouts and headers read

@@ -36,10 +36,11 @@ def _upto(config: RunConfig, stage: str) -> bool:
 def _stages(runner: StageRunner, config: RunConfig, world_json: str, root: str, preset: str) -> None:
     if not _upto(config, "data"):
         return
-    data_dir = recipe.corpus_stage(runner, "data", config.data, world_json)
+    data = recipe.corpus_section(config, config.data)
+    data_dir = recipe.corpus_stage(runner, "data", data, world_json)
     data_dirs = {"main": data_dir}
     if any(v.data == "control" for v in config.variants):
-        data_dirs["control"] = recipe.corpus_stage(runner, "control", layered(config.data, config.control), world_json)
+        data_dirs["control"] = recipe.corpus_stage(runner, "control", layered(data, config.control), world_json)
     if not _upto(config, "base"):
         return
     models = {recipe.BASE_NAME: recipe.base_stage(runner, config, data_dir)}
