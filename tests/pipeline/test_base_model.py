@@ -47,6 +47,10 @@ def test_a_pretrained_base_is_used_as_is_and_its_tokenizer_tokenizes_the_corpus(
     cpt = json.loads((Path(stages["cpt"]["path"]) / "_STAGE.json").read_text())["config"]
     assert cpt["model"] == str(pretrained)
     assert (Path(stages["cpt"]["path"]) / "model" / "model.safetensors").exists()
+    # the same path holding another model (re-fetched, replaced) is not answered from the old stages
+    (pretrained / "generation_config.json").write_text((pretrained / "generation_config.json").read_text() + "\n")
+    assert main(["run", "--preset", "smoke", *overrides[:3], "until=data"]) == 0
+    assert json.loads((root / "run.json").read_text())["stages"]["data"]["path"] != stages["data"]["path"]
 
 
 def test_a_missing_base_model_fails_before_anything_runs(tmp_path, capsys):

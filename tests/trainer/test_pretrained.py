@@ -64,4 +64,6 @@ def test_fetch_downloads_converts_and_verifies_smollm2(tmp_path, capsys):
     assert record["model_type"] == "llama" and 134e6 < record["parameters"] < 136e6
     assert record["loss_english"] < record["loss_gibberish"] - 1.0
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
-    assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "llama"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "llama" and "quantization_config" not in json.loads((out / "config.json").read_text())
+    model.save_pretrained(tmp_path / "again")  # a plain checkpoint: the trainer's export can write it

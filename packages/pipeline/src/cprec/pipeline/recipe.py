@@ -115,6 +115,14 @@ def base_stage(runner: StageRunner, sections: StageSections, data_dir: str) -> s
     return train_stages(runner, [("base", base_section(sections), data_dir, "")])[0]
 
 
+def track_base_model(runner: StageRunner, sections: StageSections) -> None:
+    """A pretrained `base_model`'s files (their sizes and times) join the digest of every later stage,
+    so a model re-fetched or replaced at the same path is never answered from the old one's stages."""
+    if sections.base_model:
+        model = storage.content_digest([storage.absolute_if_present(sections.base_model)])
+        runner.inputs = "+".join(part for part in (runner.inputs, model) if part)
+
+
 def corpus_section(sections: StageSections, section: dict) -> dict:
     """A corpus's BuildConfig options: with a pretrained `base_model`, its own tokenizer tokenizes the
     text (the model knows no other ids) unless the section names one."""

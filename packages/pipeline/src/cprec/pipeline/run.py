@@ -22,6 +22,7 @@ def run(config: RunConfig, preset: str) -> str:
     runner, world_json = recipe.world_stage(root, config.world, recipe.seeded(config, config.synth))
     if not config.world and _upto(config, "data"):  # a generated world exists only now
         recipe.check_plan(config, world_json)
+    recipe.track_base_model(runner, config)
     try:
         _stages(runner, config, world_json, root, preset)
     finally:

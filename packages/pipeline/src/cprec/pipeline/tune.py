@@ -201,6 +201,7 @@ def tune(config: TuneConfig, preset: str = "custom") -> TuneResult:
     root = storage.absolute(config.out_dir or f"runs/{storage.safe_name(preset, 'preset name')}")
     # the stages as `cprec run` finds or makes them: same sections, same digests, shared outputs
     runner, world_json = recipe.world_stage(root, config.world, recipe.seeded(config, config.synth))
+    recipe.track_base_model(runner, config)
     data_dir = recipe.corpus_stage(runner, "data", recipe.corpus_section(config, config.data), world_json)
     base_model = recipe.base_stage(runner, config, data_dir)
     datasets = recipe.downstream_stage(runner, config, world_json)

@@ -17,6 +17,7 @@ approximation, not the original release.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -140,12 +141,19 @@ def convert(gguf_path: Path, out: Path) -> dict:
         gguf_tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=file)
     except Exception as exc:  # transformers raises many kinds for a file it cannot read
         raise CPRecError(f"cannot load GGUF {gguf_path}: {str(exc).splitlines()[0]}") from exc
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    # The weights are float now: a config still naming the GGUF quantisation would make every later
+    # save_pretrained (the trainer's export) refuse the model as "quantized with gguf".
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out)
     gguf_tokenizer.save_pretrained(out)
     written = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    if getattr(written.config, "quantization_config", None) is not None:
+        raise CPRecError(f"the checkpoint written to {out} still names a quantisation: {written.config.quantization_config}")
     tokenizer = load_tokenizer(str(out), what="model", model_vocab_check=True)
     if tokenizer(SAMPLE)["input_ids"] != gguf_tokenizer(SAMPLE)["input_ids"]:
         raise CPRecError(f"the tokenizer written to {out} splits text differently from the GGUF's")
