@@ -22,11 +22,11 @@ def register(subparsers: Any) -> None:
             "Runs every stage on a preset and writes <out_dir>/report.md. Stages whose inputs and config "
             "did not change are reused, so re-running after a failure continues where it stopped. "
             f"Presets: {', '.join(preset_names())} (smoke: minutes, for CI; default: the README's main job, "
-            "about 27 minutes on 2 CPU cores; medium: the default with twice the model and pre-training, where mixed "
+            "about 13 minutes on 2 CPU cores; medium: the default with twice the model and pre-training, where mixed "
             "sequences pull ahead of domain-only ones zero-shot, about an hour on 2 CPU cores, projected; "
             "large: for a GPU machine, about 30 minutes per seed on one H100, projected; cluster: real Amazon Reviews "
             "2023 and Online Retail on object storage with Qwen2.5-0.5B on 8-GPU nodes, world=clusters/world.json, "
-            "docs/clusters.md)."
+            "docs/clusters.md; real-llm / real-llm-gpu: SmolLM2-135M as the base from `cprec model fetch`, docs/pretrained.md)."
         ),
         example="cprec run --preset smoke until=data out_dir=runs/try",
         base=lambda args: load_preset(args.preset),
