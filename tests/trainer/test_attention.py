@@ -13,7 +13,7 @@ from cprec.core.errors import CPRecError
 from cprec.trainer import attention
 from cprec.trainer.config import TinyModelConfig
 from cprec.trainer.loss import PackedCausalLM
-from cprec.trainer.model import load_tokenizer, tiny_model, use_document_attention
+from cprec.trainer.model import choose_attention, load_tokenizer, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_document_attention_equals_masked_sdpa_in_loss_and_gradients(tokenizer, 
     torch.manual_seed(0)
     masked = tiny_model(TinyModelConfig(arch=arch), tokenizer)
     per_document = copy.deepcopy(masked)
-    use_document_attention(per_document, attention.NAME)
+    choose_attention(per_document, attention.NAME)
     assert per_document.config._attn_implementation == attention.NAME
     rows = rows_of(token_build, unit)
     assert (rows["document_ids"] < 0).any() and (rows["document_ids"].max(dim=1).values >= 1).any()
@@ -60,7 +60,7 @@ def test_document_attention_equals_masked_sdpa_in_loss_and_gradients(tokenizer, 
 
 def test_auto_takes_document_attention_only_where_the_architecture_allows(tokenizer):
     tiny = tiny_model(TinyModelConfig(), tokenizer)
-    use_document_attention(tiny, "auto")
+    choose_attention(tiny, "auto")
     assert tiny.config._attn_implementation == attention.NAME
     windowed = MistralForCausalLM(
         MistralConfig(
@@ -68,9 +68,9 @@ def test_auto_takes_document_attention_only_where_the_architecture_allows(tokeni
             num_attention_heads=2, num_key_value_heads=1, sliding_window=8,
         )
     )
-    use_document_attention(windowed, "auto")
+    choose_attention(windowed, "auto")
     assert windowed.config._attn_implementation == "sdpa"
     with pytest.raises(CPRecError, match="attn_implementation=document_sdpa needs plain causal attention"):
-        use_document_attention(windowed, attention.NAME)
-    use_document_attention(windowed, "eager")  # any other choice is transformers' own, left as loaded
+        choose_attention(windowed, attention.NAME)
+    choose_attention(windowed, "eager")  # any other choice is transformers' own, left as loaded
     assert windowed.config._attn_implementation == "sdpa"

@@ -20,3 +20,12 @@ def plain_attention(config) -> bool:
         return False
     layer_types = getattr(text, "layer_types", None) or ["full_attention"]
     return all(t == "full_attention" for t in layer_types) and not getattr(text, "use_sliding_window", False)
+
+
+def use_attention(model, name: str, function) -> None:
+    """Registers `function` as transformers attention implementation `name` and switches `model` to it
+    (its own layers, projections and rotary embeddings run unchanged)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(name, function)
+    model.set_attn_implementation(name)

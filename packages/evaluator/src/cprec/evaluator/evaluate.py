@@ -150,25 +150,23 @@ def run_in_tasks(
 
     from cprec.core.raytools import init_ray
 
-    jobs = [(plan, m) for plan in plans for m in methods_for(plan.dataset, methods) if m.runs_in_task]
-    if not jobs:
+    baselines = [(plan, [m for m in methods_for(plan.dataset, methods) if m.runs_in_task]) for plan in plans]
+    baselines = [(plan, in_tasks) for plan, in_tasks in baselines if in_tasks]
+    if not baselines:
         return {}
     init_ray()
     task = ray.remote(run_method)
     pending = {}
-    for plan in plans:
-        in_tasks = [m for p, m in jobs if p is plan]
-        if not in_tasks:
-            continue
+    for plan, in_tasks in baselines:
         # One copy of the split and the candidates in the object store, read by every task.
         shared = [ray.put(value) for value in (plan.dataset, plan.users, plan.candidates)]
         for m in in_tasks:
             name = f"cprec eval {plan.dataset.name} / {m.spec.label()}"
             ref = task.options(name=name, **m.task_resources()).remote(m, *shared, config)
             pending[ref] = (plan.dataset.name, m.spec.label())
-    labels = ", ".join(dict.fromkeys(m.spec.label() for _, m in jobs))
+    labels = ", ".join(dict.fromkeys(m.spec.label() for _, in_tasks in baselines for m in in_tasks))
     progress(
-        f"{len(pending)} baseline runs ({labels} on {len({p.dataset.name for p, _ in jobs})} datasets) "
+        f"{len(pending)} baseline runs ({labels} on {len(baselines)} datasets) "
         f"as Ray tasks ({config.baseline_cpus:g} CPU each)"
     )
     runs = {}

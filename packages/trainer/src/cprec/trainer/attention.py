@@ -62,11 +62,11 @@ def document_layout(position_ids: torch.Tensor, document_ids: torch.Tensor, buck
     return DocumentLayout(slots_all, shapes, take)
 
 
-def use_document_attention() -> None:
-    """Registers `document_sdpa` with transformers (in each process that builds a model)."""
-    from transformers import AttentionInterface
+def use_document_attention(model) -> None:
+    """Switches `model` (one with `plain_attention`) to `document_sdpa`."""
+    from cprec.core.architectures import use_attention
 
-    AttentionInterface.register(NAME, document_attention)
+    use_attention(model, NAME, document_attention)
 
 
 def document_attention(

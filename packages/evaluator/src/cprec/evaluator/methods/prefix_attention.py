@@ -32,10 +32,9 @@ class SharedPrefix:
 
 def use_shared_prefix_attention(model) -> None:
     """Switches `model` (one with `plain_attention`) to the shared-prefix attention."""
-    from transformers import AttentionInterface
+    from cprec.core.architectures import use_attention
 
-    AttentionInterface.register(NAME, shared_prefix_attention)
-    model.set_attn_implementation(NAME)
+    use_attention(model, NAME, shared_prefix_attention)
 
 
 def shared_prefix_attention(
