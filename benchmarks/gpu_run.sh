@@ -24,34 +24,11 @@ export PYTHONPATH=/tmp/site:$PWD/packages/core/src:$PWD/packages/data_prep/src:$
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 
-# Seconds, not minutes, to learn that the scorer's GPU path is broken: on a GPU machine, score a tiny
-# model's catalogue on the GPU and on the CPU before the run spends its budget on training.
-python3 - <<'EOF' || exit 3
-import pathlib, sys, tempfile
-
-import numpy as np
-import torch
-
-if torch.cuda.is_available():
-    sys.path.insert(0, "tests/evaluator")
-    from eval_fixtures import catalogue, tiny_model
-
-    from cprec.core.template import history_prompt
-    from cprec.evaluator.config import LLMConfig
-    from cprec.evaluator.methods.llm import ScoringPool
-
-    texts = [row["text"] for row in catalogue("Garden", 40)]
-    model = tiny_model(pathlib.Path(tempfile.mkdtemp()), ["\n".join(texts)] + texts, arch="qwen2")
-    prompts = [history_prompt("Garden", texts[i : i + 3]) for i in range(5)]
-    scores = {}
-    for device, dtype in (("cpu", "float32"), ("cuda", "float32"), ("cuda", "bfloat16")):
-        pool = ScoringPool(str(model), LLMConfig(num_actors=0, device=device, dtype=dtype))
-        pool.set_catalogue(texts)
-        scores[device, dtype] = pool.score(prompts)
-    np.testing.assert_allclose(scores["cuda", "float32"], scores["cpu", "float32"], atol=1e-3)
-    assert np.isfinite(scores["cuda", "bfloat16"]).all()
-    print("gpu check: the scorer on cuda (float32) matches the cpu; bfloat16 scores are finite")
-EOF
+# Seconds, not minutes, to learn that a GPU path computes the wrong thing (the scorer, the training
+# attentions) before the run spends its budget on it.
+if python3 -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+  python3 benchmarks/gpu_check.py || exit 3
+fi
 
 started=$(date +%s)
 timeout "$budget" python3 -m cprec.pipeline run --preset "$preset" "out_dir=$root" "seed=$seed" >>"$root/run.log" 2>&1

@@ -12,8 +12,12 @@ a short table printed last. On an offline machine first install the wheels of
 
     PYTHONPATH=packages/core/src:packages/data_prep/src:packages/trainer/src:$PYTHONPATH \
         python benchmarks/gpu_train.py --steps 30
-    python benchmarks/gpu_train.py --only cprec --micro-batch 16 --liger-kernels   # fused decoder kernels
-    python benchmarks/gpu_train.py --device cpu --shape tiny --seq 128 --steps 4   # a smoke test
+    python benchmarks/gpu_train.py --configs sdpa,flex@16,flex+liger+compile@16     # side by side
+    python benchmarks/gpu_train.py --device cpu --shape tiny --seq 128 --steps 4 --configs document  # a smoke test
+
+A configuration of `cprec train` is `+`-joined parts, optionally `@` a micro-batch size:
+attention sdpa | flex (flex_attention) | document (document_sdpa) | auto, then liger (liger-kernel's
+decoder kernels) and compile (torch.compile of each decoder layer); e.g. `flex+liger+compile@16`.
 """
 
 from __future__ import annotations
@@ -92,7 +96,28 @@ def flops_per_token(config, seq: int) -> float:
     return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq
 
 
-def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
+ATTENTIONS = {"sdpa": "sdpa", "flex": "flex_attention", "document": "document_sdpa", "auto": "auto"}
+
+
+def parse_config(spec: str, micro_batch: int) -> dict:
+    """`flex+liger+compile@16` -> the TrainConfig settings it names."""
+    parts, _, size = spec.partition("@")
+    names = parts.split("+")
+    unknown = [n for n in names[1:] if n not in ("liger", "compile")]
+    if names[0] not in ATTENTIONS or unknown:
+        raise SystemExit(
+            f"gpu_train: cannot read configuration {spec!r} (attention one of {sorted(ATTENTIONS)}, "
+            "then liger and/or compile, then @micro-batch)"
+        )
+    return {
+        "attn": ATTENTIONS[names[0]],
+        "liger_kernels": "liger" in names,
+        "compile": "compile" in names,
+        "micro_batch": int(size) if size else micro_batch,
+    }
+
+
+def run_cprec(data: Path, model: Path, work: Path, args, setting: dict) -> dict:
     from cprec.core.raytools import init_ray
     from cprec.trainer.config import TrainConfig
     from cprec.trainer.fit import fit
@@ -110,14 +135,14 @@ def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
         output_dir=str(work / "cprec"),
         model=str(model),
         steps=args.steps,
-        micro_batch_size=args.micro_batch,
+        micro_batch_size=setting["micro_batch"],
         grad_accum=1,
-        attn_implementation=args.attn,
+        attn_implementation=setting["attn"],
         peak_tflops=args.peak_tflops if cuda else 0.0,
         eval_every=0,
         log_every=max(1, args.steps // 5),
-        liger_kernels=args.liger_kernels,
-        compile=args.compile,
+        liger_kernels=setting["liger_kernels"],
+        compile=setting["compile"],
     )
     cfg.schedule.mixture.warmup = cfg.schedule.mixture.stable = cfg.schedule.mixture.annealing = {}
     cfg.schedule.warmup, cfg.schedule.stable, cfg.schedule.annealing = 0.1, 0.9, 0.0
@@ -129,8 +154,9 @@ def run_cprec(data: Path, model: Path, work: Path, args) -> dict:
     records = [json.loads(line) for line in (work / "cprec" / "metrics.jsonl").read_text().splitlines()]
     timed = records[args.warmup :]
     seconds = statistics.median(r["step_s"] for r in timed)
-    tokens = args.micro_batch * args.seq
+    tokens = setting["micro_batch"] * args.seq
     return {
+        "micro_batch": setting["micro_batch"],
         "tokens_per_s": tokens / seconds,
         "step_s": seconds,
         "mfu": statistics.median(r["mfu"] for r in timed) if "mfu" in timed[0] else None,
@@ -145,9 +171,7 @@ def run_plain(data: Path, model_dir: Path, args) -> dict:
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=dtype, attn_implementation=args.attn
-    ).to(device)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, attn_implementation=args.attn).to(device)
     model.config.use_cache = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=args.device == "cuda")
     table = pq.read_table(next((data / "tokens" / "train" / "domain").glob("*.parquet")))
@@ -186,6 +210,7 @@ def run_plain(data: Path, model_dir: Path, args) -> dict:
     tokens = args.micro_batch * args.seq
     fpt = flops_per_token(model.config, args.seq)
     return {
+        "micro_batch": args.micro_batch,
         "tokens_per_s": tokens / seconds,
         "step_s": seconds,
         "mfu": fpt * tokens / seconds / (args.peak_tflops * 1e12) if device.type == "cuda" else None,
@@ -217,9 +242,7 @@ def profile_steps(train_step, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-0.5b")
     parser.add_argument("--seq", type=int, default=2048)
@@ -228,18 +251,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the medians")
     parser.add_argument("--zero", type=int, default=2)
     parser.add_argument(
-        "--attn", default="sdpa", help="sdpa, or flash_attention_2 where flash-attn is installed"
+        "--attn", default="sdpa", help="the plain loop's attention: sdpa, or flash_attention_2 where installed"
+    )
+    parser.add_argument(
+        "--configs",
+        default="sdpa,flex,flex+liger+compile",
+        help="comma-separated `cprec train` configurations, each run in turn (see above)",
     )
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--only", choices=["cprec", "plain"], default=None)
-    parser.add_argument(
-        "--liger-kernels",
-        action="store_true",
-        help="cprec side: TrainConfig.liger_kernels (liger's RMSNorm, SwiGLU and RoPE kernels; GPU only)",
-    )
-    parser.add_argument(
-        "--compile", action="store_true", help="cprec side: TrainConfig.compile (torch.compile of each decoder layer)"
-    )
     parser.add_argument(
         "--profile", action="store_true", help="profile two extra plain-loop steps to plain_profile.txt"
     )
@@ -249,40 +269,59 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
     args.warmup = min(args.warmup, args.steps - 1)
+    settings = {spec: parse_config(spec, args.micro_batch) for spec in args.configs.split(",") if spec}
+    largest = max([args.micro_batch] + [setting["micro_batch"] for setting in settings.values()])
     work = Path(tempfile.mkdtemp(prefix="cprec-gpu-bench-"))
-    data, model = write_inputs(work, args.shape, args.seq, rows=args.steps * args.micro_batch + 8)
+    data, model = write_inputs(work, args.shape, args.seq, rows=args.steps * largest + 8)
     results = {}
     if args.only in (None, "plain"):
-        results["plain PyTorch + transformers"] = run_plain(data, model, args)
+        results[f"plain PyTorch + transformers ({args.attn})"] = run_plain(data, model, args)
         if args.device == "cuda":
             torch.cuda.empty_cache()
     if args.only in (None, "cprec"):
-        extras = "".join(
-            f", {name}" for name, on in (("liger kernels", args.liger_kernels), ("compile", args.compile)) if on
-        )
-        results[f"cprec train (Ray Train + DeepSpeed ZeRO-{args.zero}{extras})"] = run_cprec(data, model, work, args)
+        for spec, setting in settings.items():
+            name = f"cprec train {spec} (ZeRO-{args.zero})"
+            try:
+                results[name] = run_cprec(data, model, work / spec.replace("@", "-mb"), args, setting)
+            except Exception as error:  # noqa: BLE001 - one configuration's failure (OOM, a missing kernel) is a result
+                results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+                print(f"gpu_train: {name} failed: {results[name]['error']}", flush=True)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
     report = {
         "date": date.today().isoformat(),
         "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
+        "versions": versions(),
         "shape": args.shape,
         "seq": args.seq,
-        "micro_batch": args.micro_batch,
         "steps": args.steps,
-        "attn": args.attn,
-        "liger_kernels": args.liger_kernels,
-        "compile": args.compile,
         "peak_tflops": args.peak_tflops,
         "results": results,
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_train.json").write_text(json.dumps(report, indent=2))
-    print(f"\n{report['device']}, {args.shape}, seq {args.seq}, micro-batch {args.micro_batch}, {args.attn}")
-    print("| path | tokens/s | MFU | peak GiB |")
-    print("| --- | --- | --- | --- |")
+    print(f"\n{report['device']}, {args.shape}, seq {args.seq}, {report['versions']}")
+    print("| path | micro-batch | tokens/s | MFU | peak GiB |")
+    print("| --- | --- | --- | --- | --- |")
     for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | - | failed: {r['error'][:60]} | - | - |")
+            continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         memory = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] else "-"
-        print(f"| {name} | {r['tokens_per_s']:,.0f} | {mfu} | {memory} |")
+        print(f"| {name} | {r['micro_batch']} | {r['tokens_per_s']:,.0f} | {mfu} | {memory} |")
+
+
+def versions() -> str:
+    import importlib.metadata as metadata
+
+    found = []
+    for package in ("torch", "transformers", "deepspeed", "ray", "liger-kernel"):
+        try:
+            found.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""document_sdpa: each packed document attended to on its own equals transformers' masked SDPA."""
+"""The training attentions over packed documents equal transformers' masked SDPA: document_sdpa
+(loss and gradients) and flex attention (loss; it has no backward on a CPU)."""
 
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +16,8 @@ from cprec.trainer import attention
 from cprec.trainer.config import TinyModelConfig
 from cprec.trainer.loss import PackedCausalLM
 from cprec.trainer.model import choose_attention, load_tokenizer, tiny_model
+
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_document_attention_equals_masked_sdpa_in_loss_and_gradients(tokenizer, 
     torch.manual_seed(0)
     masked = tiny_model(TinyModelConfig(arch=arch), tokenizer)
     per_document = copy.deepcopy(masked)
-    choose_attention(per_document, attention.NAME)
+    choose_attention(per_document, attention.NAME, CPU)
     assert per_document.config._attn_implementation == attention.NAME
     rows = rows_of(token_build, unit)
     assert (rows["document_ids"] < 0).any() and (rows["document_ids"].max(dim=1).values >= 1).any()
@@ -60,7 +64,7 @@ def test_document_attention_equals_masked_sdpa_in_loss_and_gradients(tokenizer, 
 
 def test_auto_takes_document_attention_only_where_the_architecture_allows(tokenizer):
     tiny = tiny_model(TinyModelConfig(), tokenizer)
-    choose_attention(tiny, "auto")
+    choose_attention(tiny, "auto", CPU)
     assert tiny.config._attn_implementation == attention.NAME
     windowed = MistralForCausalLM(
         MistralConfig(
@@ -68,9 +72,33 @@ def test_auto_takes_document_attention_only_where_the_architecture_allows(tokeni
             num_attention_heads=2, num_key_value_heads=1, sliding_window=8,
         )
     )
-    choose_attention(windowed, "auto")
+    choose_attention(windowed, "auto", CPU)
     assert windowed.config._attn_implementation == "sdpa"
     with pytest.raises(CPRecError, match="attn_implementation=document_sdpa needs plain causal attention"):
-        choose_attention(windowed, attention.NAME)
-    choose_attention(windowed, "eager")  # any other choice is transformers' own, left as loaded
+        choose_attention(windowed, attention.NAME, CPU)
+    choose_attention(windowed, "eager", CPU)  # any other choice is transformers' own, left as loaded
     assert windowed.config._attn_implementation == "sdpa"
+
+
+def test_auto_takes_flex_attention_on_a_gpu_and_flex_is_refused_for_cpu_training(tokenizer):
+    on_gpu = tiny_model(TinyModelConfig(), tokenizer)
+    choose_attention(on_gpu, "auto", GPU)  # only the device's type decides: no GPU needed here
+    assert on_gpu.config._attn_implementation == "flex_attention"
+    with pytest.raises(CPRecError, match="flex_attention trains only on a GPU"):
+        choose_attention(tiny_model(TinyModelConfig(), tokenizer), "flex_attention", CPU)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="flex attention on a CPU compiles C++ through inductor")
+@pytest.mark.parametrize("arch", ["qwen2"])
+def test_flex_attention_equals_masked_sdpa_in_loss(tokenizer, token_build, arch):
+    """The BlockMask transformers builds from packed position_ids keeps documents apart exactly as the
+    SDPA mask does (right padding included); flex attention's gradients are torch's own and have no
+    CPU implementation: benchmarks/gpu_check.py compares them on a GPU."""
+    torch.manual_seed(0)
+    masked = tiny_model(TinyModelConfig(arch=arch), tokenizer)
+    flex = copy.deepcopy(masked)
+    flex.set_attn_implementation("flex_attention")
+    rows = rows_of(token_build, "mixed")
+    with torch.no_grad():
+        losses = [PackedCausalLM(model)(**rows)[0] for model in (masked, flex)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)

@@ -133,8 +133,9 @@ class TrainConfig:
     attn_implementation: str = option(
         "auto",
         help="attention over packed documents: document_sdpa (each document attended to on its own, no "
-        "block-diagonal mask), or transformers' sdpa, eager, flash_attention_2 (GPU, packed via "
-        "position_ids); auto = document_sdpa where the architecture allows (Llama, Qwen2/3), else sdpa",
+        "block-diagonal mask), or transformers' flex_attention (GPU: a BlockMask from position_ids), "
+        "sdpa, eager, flash_attention_2 (GPU, packed via position_ids); auto = flex_attention on a GPU "
+        "where the model supports it, else document_sdpa where the architecture allows (Llama, Qwen2/3), else sdpa",
     )
     liger_kernels: bool = option(
         False,

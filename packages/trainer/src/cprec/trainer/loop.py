@@ -342,7 +342,7 @@ def set_up(run: RunSpec, rank: int, world: int, device) -> Session:
     bf16 = device.type == "cuda" and config.deepspeed.bf16
     tokenizer = load_tokenizer(config.data_dir)
     torch.manual_seed(config.seed)  # identical initial weights on every worker
-    model = load_model(config, tokenizer, torch.bfloat16 if bf16 else torch.float32)
+    model = load_model(config, tokenizer, torch.bfloat16 if bf16 else torch.float32, device)
     if config.liger_kernels:
         apply_liger_kernels(model, device)
     if config.deepspeed.activation_checkpointing:

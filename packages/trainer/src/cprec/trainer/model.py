@@ -58,9 +58,10 @@ def tiny_model(
 
 
 def load_model(
-    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype, device: torch.device | None = None
 ) -> PreTrainedModel:
-    """The model to train, its embeddings sized to the tokenizer, its KV cache off (packed training)."""
+    """The model to train on `device` (where it will run: it decides `auto`'s attention), its
+    embeddings sized to the tokenizer, its KV cache off (packed training)."""
     implementation = "sdpa" if config.attn_implementation in ("auto", attention.NAME) else config.attn_implementation
     if not config.model:
         model = tiny_model(config.tiny, tokenizer, implementation).to(dtype)
@@ -81,7 +82,7 @@ def load_model(
                 len(tokenizer),
             )
             model.resize_token_embeddings(len(tokenizer))
-    choose_attention(model, config.attn_implementation)
+    choose_attention(model, config.attn_implementation, device or torch.device("cpu"))
     model.config.use_cache = False  # with a cache transformers would not detect the packed documents
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
@@ -92,9 +93,20 @@ def load_model(
     return model
 
 
-def choose_attention(model: PreTrainedModel, choice: str) -> None:
-    """`document_sdpa` when asked for, or by `auto` when the architecture's attention is plain; any
-    other choice is transformers' own, as the model was loaded with it."""
+def choose_attention(model: PreTrainedModel, choice: str, device: torch.device) -> None:
+    """`auto`: on a GPU transformers' `flex_attention` where the model supports it (a document/causal
+    BlockMask from the packed `position_ids`: no materialised mask, only the blocks inside documents
+    computed); elsewhere `document_sdpa` where the architecture's attention is plain (flex attention has
+    no backward on a CPU). `document_sdpa` when asked for; any other choice is transformers' own, as
+    the model was loaded with it."""
+    if choice == "auto" and device.type == "cuda" and getattr(model, "_supports_flex_attn", False):
+        model.set_attn_implementation("flex_attention")
+        return
+    if choice == "flex_attention" and device.type == "cpu":
+        raise CPRecError(
+            "attn_implementation=flex_attention trains only on a GPU (PyTorch's flex attention has no "
+            "backward on a CPU); use auto, document_sdpa or sdpa"
+        )
     if choice not in ("auto", attention.NAME):
         return
     if not plain_attention(model.config):
