@@ -44,6 +44,10 @@ def test_smoke_run_writes_a_report_with_every_method_and_significance(smoke_run)
     assert set(cpt["group"]) == {"cpt", "variant-cpt-domain-only", "variant-format-control"}
     for method in EVERY_METHOD:
         assert f"| {method} |" in report, method
+    # which world, and what it is like: the profile of the corpus and of each downstream dataset
+    assert f"World: the user's world `{HAND_WRITTEN_WORLD}`" in report
+    assert re.search(r"^\| pre-training \| [\d,]+ \|", report, re.M)
+    assert re.search(r"^\| Pet_Supplies \| [\d,]+ \|.* \| \d\.\d{3} \| \d\.\d{3} \|$", report, re.M)
     # The paper's questions, answered with paired tests, per dataset and in one line each.
     assert "## Does continual pre-training help?" in report
     assert report.count("| CPT helps zero-shot |") == 2  # the world's two downstream datasets
@@ -90,6 +94,17 @@ def test_a_changed_stage_config_reruns_only_from_that_stage(smoke_run):
     assert main(["run", "--preset", "smoke", *overrides, "data.sequences.max_items=20"]) == 0
     stages = json.loads((smoke_run / "run.json").read_text())["stages"]
     assert set(stages) == {"data"} and not stages["data"]["reused"]
+
+
+def test_until_profile_profiles_the_world_without_training(smoke_run):
+    overrides = [f"world={HAND_WRITTEN_WORLD}", f"out_dir={smoke_run}", "until=profile"]
+    assert main(["run", "--preset", "smoke", *overrides]) == 0
+    stages = json.loads((smoke_run / "run.json").read_text())["stages"]
+    assert set(stages) == {"data", "control", "downstream", "profile"}
+    profile = json.loads((Path(stages["profile"]["path"]) / "profile.json").read_text())
+    assert set(profile["downstream"]) == {"Pet_Supplies", "ml-mini"}
+    assert profile["pretrain"]["events"] > 0 and 0 <= profile["downstream"]["ml-mini"]["item_gini"] < 1
+    assert {"popularity_ndcg@10", "tfidf_ndcg@10"} <= set(profile["downstream"]["Pet_Supplies"])
 
 
 @pytest.mark.parametrize("preset", preset_names())

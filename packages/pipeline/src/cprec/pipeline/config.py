@@ -14,7 +14,7 @@ from typing import Any
 from cprec.core.config import option
 from cprec.core.errors import CPRecError
 
-STAGES = ("world", "data", "base", "cpt", "downstream", "sft", "eval", "report")
+STAGES = ("world", "data", "downstream", "profile", "base", "cpt", "sft", "eval", "report")
 
 
 @dataclass

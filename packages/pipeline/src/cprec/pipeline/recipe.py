@@ -195,6 +195,16 @@ def downstream_stage(runner: StageRunner, sections: StageSections, world_json: s
     return [{"name": s.name, "platform": s.platform, "split_dir": storage.join(path, s.name)} for s in specs]
 
 
+def profile_stage(runner: StageRunner, sections: StageSections, data_dir: str, datasets: list[dict]) -> str:
+    """The world's profile (profile.py) over the corpus and the downstream splits; returns its directory."""
+    from cprec.pipeline import profile
+
+    def configure(out: str) -> profile.ProfileStage:
+        return profile.ProfileStage(out, data_dir, datasets, seeded(sections, sections.eval))
+
+    return runner.run("profile", configure, profile.produce).path
+
+
 # -- fine-tuning ------------------------------------------------------------------------------------
 
 

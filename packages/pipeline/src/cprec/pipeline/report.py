@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from cprec.core import storage
 from cprec.evaluator.results import RESULTS_FILE, DatasetResult, MethodKey, Results
+from cprec.pipeline import profile
 from cprec.pipeline.recipe import BASE_NAME, CPREC_NAME
 
 HEADLINE = "ndcg@10"
@@ -67,7 +68,15 @@ def verdict(row: dict, alpha: float) -> str:
     return "equal"
 
 
-def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, training_dirs: dict[str, str]) -> str:
+def write_run_report(
+    root: str,
+    preset: str,
+    manifest: dict,
+    eval_dir: str,
+    training_dirs: dict[str, str],
+    world: str,
+    profile_dir: str,
+) -> str:
     results = Results.load(storage.join(eval_dir, RESULTS_FILE))
     alpha, test = results.protocol.alpha, results.protocol.test
     eval_rel = eval_dir.rsplit("/", 1)[-1]
@@ -78,6 +87,9 @@ def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, trai
         f"Protocol: {results.protocol.label}; earlier items masked: {results.protocol.mask_history}. "
         f"Comparisons are paired {test} tests over the same test users (significance at p < {alpha}).",
         "",
+        f"World: {world}. Its profile (docs/world.md says what each column means and what real logs show):",
+        "",
+        profile.markdown(storage.read_json(storage.join(profile_dir, profile.PROFILE_FILE))),
         "## Does continual pre-training help?",
         "",
     ]
@@ -105,8 +117,7 @@ def write_run_report(root: str, preset: str, manifest: dict, eval_dir: str, trai
         significant = [d for d, r in rows if r["a"] > r["b"] and r["p"] < alpha]
         losses = [d for d, r in rows if r["a"] < r["b"]]
         sentence = (
-            f"- **{question}**: CPRec ahead on {len(wins)} of {len(rows)} datasets "
-            f"({len(significant)} significant)"
+            f"- **{question}**: CPRec ahead on {len(wins)} of {len(rows)} datasets ({len(significant)} significant)"
         )
         if losses:
             sentence += f"; NOT ahead on {', '.join(losses)}"

@@ -1,7 +1,8 @@
 """`cprec run`: the whole recipe (recipe.py) on a preset, every stage content-addressed and reusable.
 
-world -> data -> base -> cpt + ablations (one worker group) -> downstream splits -> SFT data and
-every fine-tuning (one worker group) -> eval -> report, stopping after `until`.
+world -> data -> downstream splits -> the world's profile (profile.py) -> base -> cpt + ablations
+(one worker group) -> SFT data and every fine-tuning (one worker group) -> eval -> report, stopping
+after `until` (`until=profile`: what a world is like, before any training).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def _stages(runner: StageRunner, config: RunConfig, world_json: str, root: str, 
     data_dirs = {"main": data_dir}
     if any(v.data == "control" for v in config.variants):
         data_dirs["control"] = recipe.corpus_stage(runner, "control", layered(data, config.control), world_json)
+    if not _upto(config, "downstream"):
+        return
+    datasets = recipe.downstream_stage(runner, config, world_json)
+    if not _upto(config, "profile"):
+        return
+    profile_dir = recipe.profile_stage(runner, config, data_dir, datasets)
     if not _upto(config, "base"):
         return
     models = {recipe.BASE_NAME: recipe.base_stage(runner, config, data_dir)}
@@ -59,9 +66,6 @@ def _stages(runner: StageRunner, config: RunConfig, world_json: str, root: str, 
     ]
     trained = recipe.train_stages(runner, runs)
     models.update(zip([recipe.CPREC_NAME, *(v.name for v in config.variants)], trained))
-    if not _upto(config, "downstream"):
-        return
-    datasets = recipe.downstream_stage(runner, config, world_json)
     if not _upto(config, "sft"):
         return
     targets = recipe.sft_targets(config.sft, [d["name"] for d in datasets])
@@ -79,7 +83,19 @@ def _stages(runner: StageRunner, config: RunConfig, world_json: str, root: str, 
     if _upto(config, "report"):
         from cprec.pipeline.report import write_run_report
 
-        write_run_report(root, preset, runner.manifest(), eval_dir, _training_dirs(runner))
+        write_run_report(
+            root, preset, runner.manifest(), eval_dir, _training_dirs(runner), world_label(config), profile_dir
+        )
+
+
+def world_label(config: RunConfig) -> str:
+    """Which world a run ran on, as its report says it: the user's file, or the generated world with
+    every synth setting the preset or the command line gave."""
+    if config.world:
+        return f"the user's world `{config.world}`"
+    settings = {k: v for k, v in config.synth.items() if k != "out_dir"}
+    given = ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    return f"the generated world ({given or 'every synth default'}; seed {settings.get('seed', config.seed)})"
 
 
 def _training_dirs(runner: StageRunner) -> dict[str, str]:
