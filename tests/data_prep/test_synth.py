@@ -103,9 +103,7 @@ def test_readers_accept_every_line(tmp_path, world_dir):
     assert (events["status"] == "ok").all() and len(events) == sum(
         manifest["counts"][s.domains[0]]["events"] for s in sources
     )
-    assert (
-        (items["status"] == "ok").all() and items["title"].notna().all() and items["category"].notna().all()
-    )
+    assert (items["status"] == "ok").all() and items["title"].notna().all() and items["category"].notna().all()
     assert set(events["item_id"]) <= set(items["item_id"])
 
     retail = SourceConfig.from_dict(manifest["downstream"][-1]["source"])
@@ -168,9 +166,7 @@ def _in_season_share(phase: np.ndarray, attributes: np.ndarray, group: str) -> f
     distance = np.abs((phase[:, None] - peaks[None, :] + 0.5) % 1.0 - 0.5)
     season = np.array(list(synth.SEASON_PEAKS))[distance.argmin(axis=1)]
     value_season = {
-        synth.ATTRIBUTES[group].index(value): name
-        for name, values in synth.SEASONAL[group].items()
-        for value in values
+        synth.ATTRIBUTES[group].index(value): name for name, values in synth.SEASONAL[group].items() for value in values
     }
     return float(np.mean([value_season[v] == s for v, s in zip(attributes[:, g], season, strict=True)]))
 
@@ -222,9 +218,7 @@ def test_popularity_mild_in_pretraining_stronger_downstream(world):
 
 def test_attribute_words_shared_by_every_domain(world_dir):
     """Nearly every attribute word appears in the titles of every domain (40 items each here), on both platforms."""
-    vocabulary = {
-        w.lower() for group in ("color", "style", "material", "theme") for w in synth.ATTRIBUTES[group]
-    }
+    vocabulary = {w.lower() for group in ("color", "style", "material", "theme") for w in synth.ATTRIBUTES[group]}
     for spec in synth.PRETRAIN_DOMAINS + synth.DOWNSTREAM_DOMAINS:
         with gzip.open(world_dir / "marketplace" / f"meta_{spec.name}.jsonl.gz", "rt") as f:
             words = {w.strip(",:()-").lower() for line in f for w in json.loads(line)["title"].split()}
@@ -232,3 +226,24 @@ def test_attribute_words_shared_by_every_domain(world_dir):
     with open(world_dir / "retail" / "online_retail.csv") as f:
         words = {w.lower() for row in csv.DictReader(f) for w in row["Description"].split()}
     assert len(vocabulary & words) > 0.8 * len(vocabulary)
+
+
+def test_unwritten_taste_steers_choices_by_qualities_no_text_shows():
+    """With unwritten_taste, a user's chosen items lean to their own latent qualities beyond chance;
+    the attribute words the titles spell stay what they were drawn as (the same catalogues)."""
+    latent = synth.generate(tiny(Path("unused"), unwritten_taste=2.0))
+    plain = synth.generate(tiny(Path("unused")))
+    assert all(c.unwritten is not None for c in latent.catalogs) and latent.retail_catalog.unwritten is not None
+    assert all(np.array_equal(a.attributes, b.attributes) for a, b in zip(latent.catalogs, plain.catalogs))
+    assert all(c.unwritten is None for c in plain.catalogs)  # the default draws nothing more: same worlds
+    stream = np.random.default_rng(np.random.SeedSequence(0).spawn(9)[8])  # generate()'s draws, in its order
+    for catalog in latent.catalogs:
+        assert np.array_equal(stream.normal(size=catalog.unwritten.shape).astype(np.float32), catalog.unwritten)
+    users = stream.normal(size=(120, synth.UNWRITTEN_DIMS)) / np.sqrt(synth.UNWRITTEN_DIMS)
+    events = latent.market_events
+    qualities = np.concatenate([c.unwritten for c in latent.catalogs])
+    affinity = np.einsum("ek,ek->e", users[events["user"]], qualities[events["item"]])
+    shuffled = np.einsum(
+        "ek,ek->e", users[np.random.default_rng(1).permutation(events["user"])], qualities[events["item"]]
+    )
+    assert affinity.mean() > shuffled.mean() + 0.3, (affinity.mean(), shuffled.mean())

@@ -53,6 +53,7 @@ GROUPS = list(ATTRIBUTES)
 GROUP_SIZES = np.array([len(v) for v in ATTRIBUTES.values()])
 GROUP_OFFSETS = np.concatenate([[0], np.cumsum(GROUP_SIZES)[:-1]])
 FEATURES = int(GROUP_SIZES.sum())
+UNWRITTEN_DIMS = 8  # latent qualities per item that no text names (unwritten_taste)
 TIER_PRICE = np.array([0.6, 1.0, 1.6, 2.6])
 
 
@@ -241,6 +242,11 @@ class SynthConfig:
         help="share of the season's palette and motifs in the colour and theme preference (0 = no seasons)",
     )
     drift: float = option(0.3, help="how far lasting taste moves from a user's first to last event (0..1)")
+    unwritten_taste: float = option(
+        0.0,
+        help="weight of a taste for qualities no item text shows (a latent user-item affinity, shared across "
+        "domains): what only behaviour reveals, as co-purchases do in real logs; 0 = choices follow the words",
+    )
     pretrain_popularity_skew: float = option(
         0.3, help="std of log item appeal in pre-training domains (mild)"
     )
@@ -282,6 +288,8 @@ class SynthConfig:
             raise CPRecError("synth: looks must be >= 1; look_coherence and personal_taste within [0, 1]")
         if self.taste_concentration <= 0 or self.taste_weight < 0 or self.downstream_activity < 0:
             raise CPRecError("synth: taste_concentration must be > 0; taste_weight, downstream_activity >= 0")
+        if self.unwritten_taste < 0:
+            raise CPRecError(f"synth: unwritten_taste must be >= 0 (got {self.unwritten_taste})")
         if _epoch_ms(self.start_date) >= _epoch_ms(self.end_date):
             raise CPRecError(f"synth: start_date {self.start_date} is not before end_date {self.end_date}")
 
@@ -318,6 +326,7 @@ class Catalog:
     log_appeal: np.ndarray  # (items,) item-level popularity, log scale
     tiers: np.ndarray  # (items,) price tier, also where the text does not show it
     offset: int = 0  # global index of the first item
+    unwritten: np.ndarray | None = None  # (items, UNWRITTEN_DIMS) qualities no text shows (unwritten_taste > 0)
 
     @property
     def size(self) -> int:
@@ -430,6 +439,7 @@ def simulate_choices(
     recency_decay: float,
     season_phase: np.ndarray | None = None,
     seasonal_weight: float = 0.0,
+    unwritten: tuple[float, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(users, steps) global item index of each event (-1 = none), one vectorised step per position.
 
@@ -438,8 +448,10 @@ def simulate_choices(
     `recent` is an exponential average of the attributes of the user's past choices in *any*
     domain. In the seasonal groups (colour, theme) p is then mixed with the season's profile at the
     event's date (`season_phase`, a year fraction): (1 - seasonal_weight) * p + seasonal_weight * season.
-    An item's score is taste_weight * sum of log p over its attribute values + its appeal; the
-    choice is a softmax draw (Gumbel-max) over the domain's items the user has not chosen yet.
+    An item's score is taste_weight * sum of log p over its attribute values + its appeal (+, with
+    `unwritten` = (weight, users' latent vectors), weight * the user's affinity with the item's
+    unwritten qualities); the choice is a softmax draw (Gumbel-max) over the domain's items the user
+    has not chosen yet.
     """
     users, steps = event_domains.shape
     counts = (event_domains >= 0).sum(axis=1)
@@ -464,6 +476,8 @@ def simulate_choices(
                     seasonal, (1 - seasonal_weight) * preference + seasonal_weight * season, preference
                 )
             scores = taste_weight * (np.log(preference + 1e-6) @ onehot.T) + catalog.log_appeal
+            if unwritten is not None:
+                scores += unwritten[0] * (unwritten[1][rows] @ catalog.unwritten.T)
             if t:
                 local = chosen[rows, :t] - catalog.offset
                 r, k = np.nonzero((local >= 0) & (local < catalog.size))
@@ -528,8 +542,8 @@ class World:
 
 def generate(config: SynthConfig) -> World:
     config.validate()
-    streams = np.random.SeedSequence(config.seed).spawn(8)
-    rng_items, rng_users, rng_domains, rng_choice, rng_time, rng_ids, rng_retail, rng_rating = (
+    streams = np.random.SeedSequence(config.seed).spawn(9)  # the 9th only with unwritten_taste: same worlds
+    rng_items, rng_users, rng_domains, rng_choice, rng_time, rng_ids, rng_retail, rng_rating, rng_unwritten = (
         np.random.default_rng(s) for s in streams
     )
     specs = PRETRAIN_DOMAINS + DOWNSTREAM_DOMAINS
@@ -545,6 +559,12 @@ def generate(config: SynthConfig) -> World:
         catalog.offset = offset
         offset += catalog.size
         catalogs.append(catalog)
+    unwritten = None
+    if config.unwritten_taste:
+        for catalog in catalogs:
+            catalog.unwritten = rng_unwritten.normal(size=(catalog.size, UNWRITTEN_DIMS)).astype(np.float32)
+        users_latent = rng_unwritten.normal(size=(config.users, UNWRITTEN_DIMS)) / np.sqrt(UNWRITTEN_DIMS)
+        unwritten = (config.unwritten_taste, users_latent.astype(np.float32))
 
     counts = _long_tailed_counts(rng_users, config.users, config.events_per_user, config.min_events_per_user)
     taste_start, taste_end = user_tastes(rng_users, config.users, looks, config)
@@ -558,7 +578,7 @@ def generate(config: SynthConfig) -> World:
     chosen = simulate_choices(
         rng_choice, taste_start, taste_end, domains, catalogs,
         config.taste_weight, config.recency_weight, config.recency_decay,
-        year_phase(times), config.seasonal_weight,
+        year_phase(times), config.seasonal_weight, unwritten,
     )  # fmt: skip
     user, step = np.nonzero(chosen >= 0)
     item = chosen[user, step]
@@ -570,7 +590,7 @@ def generate(config: SynthConfig) -> World:
         "timestamp": times[user, step],
         "rating": _ratings(rng_rating, taste_start[user], all_attributes[item]),
     }
-    retail_catalog, retail_lines = _retail(rng_retail, config, looks)
+    retail_catalog, retail_lines = _retail(rng_retail, config, looks, rng_unwritten)
     return World(
         catalogs, market_events, retail_catalog, retail_lines,
         _amazon_user_ids(rng_ids, config.users), _asins(rng_ids, [c.size for c in catalogs], specs),
@@ -648,7 +668,7 @@ def _asins(rng: np.random.Generator, sizes: list[int], specs: list[DomainSpec]) 
 
 
 def _retail(
-    rng: np.random.Generator, config: SynthConfig, looks: np.ndarray
+    rng: np.random.Generator, config: SynthConfig, looks: np.ndarray, rng_unwritten: np.random.Generator
 ) -> tuple[Catalog, dict[str, np.ndarray]]:
     catalog = make_catalog(
         rng,
@@ -669,6 +689,11 @@ def _retail(
     steps = int(counts.max())
     domains = np.where(np.arange(steps)[None, :] < counts[:, None], 0, -1)
     start, end = user_tastes(rng, customers, looks, config)
+    unwritten = None
+    if config.unwritten_taste:  # the retail platform's customers and catalogue: their own qualities
+        catalog.unwritten = rng_unwritten.normal(size=(catalog.size, UNWRITTEN_DIMS)).astype(np.float32)
+        latent = rng_unwritten.normal(size=(customers, UNWRITTEN_DIMS)) / np.sqrt(UNWRITTEN_DIMS)
+        unwritten = (config.unwritten_taste, latent.astype(np.float32))
     # invoice days: at least a day apart, squeezed into the real file's year when needed
     first_day, last_day = _epoch_ms("2010-12-01"), _epoch_ms("2011-12-09")
     span_days = (last_day - first_day) // 86_400_000
@@ -692,7 +717,7 @@ def _retail(
     phase[invoice_customer[line_invoice], line_step] = year_phase(invoice_time[line_invoice])
     chosen = simulate_choices(
         rng, start, end, domains, [catalog], config.taste_weight, config.recency_weight, config.recency_decay,
-        phase, config.seasonal_weight,
+        phase, config.seasonal_weight, unwritten,
     )  # fmt: skip
     user, step = np.nonzero(chosen >= 0)
     country = rng.integers(0, len(RETAIL_COUNTRIES), customers)
