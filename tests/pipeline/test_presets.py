@@ -302,3 +302,30 @@ def test_variants_by_name_change_or_drop_the_parents(tmp_path):
         preset("variants: {CPT cosine: null}\n")
     with pytest.raises(CPRecError, match="mapping of changes"):
         preset("extends: default\nvariants: {CPT cosine: 3}\n")
+
+
+def test_the_realistic_world_is_more_skewed_and_less_wordy_than_the_default():
+    """`realistic`'s synth settings do what its comments say, at test size: items far more unequally
+    chosen, and consecutive choices that share fewer attribute words."""
+    import numpy as np
+
+    from cprec.data_prep import synth
+
+    def profile(settings: dict) -> tuple[float, float]:
+        sizes = {"users": 400, "items_per_domain": 60, "events_per_user": 20, "retail_users": 60, "retail_items": 40}
+        world = synth.generate(synth.SynthConfig(out_dir="unused", **{**sizes, **settings}))
+        events, catalogs = world.market_events, world.catalogs
+        counts = np.sort(np.bincount(events["item"], minlength=sum(c.size for c in catalogs)))
+        n = len(counts)
+        gini = float((2 * np.arange(1, n + 1) - n - 1) @ counts / (n * counts.sum()))
+        order = np.lexsort((events["timestamp"], events["user"]))
+        user, attributes = events["user"][order], np.concatenate([c.attributes for c in catalogs])[events["item"][order]]
+        same_user = user[1:] == user[:-1]
+        agreement = float((attributes[1:] == attributes[:-1])[same_user].mean())
+        return gini, agreement
+
+    settings = {k: v for k, v in load_preset("realistic")["synth"].items() if k != "users"}
+    default_gini, default_agreement = profile({})
+    realistic_gini, realistic_agreement = profile(settings)
+    assert realistic_gini > default_gini + 0.15, (realistic_gini, default_gini)
+    assert realistic_agreement < default_agreement - 0.1, (realistic_agreement, default_agreement)
