@@ -147,9 +147,9 @@ def test_smoke_run_into_the_bucket(cluster, store):
     stages = run["stages"]
     print("stage seconds:", {name: stage["seconds"] for name, stage in stages.items()})
     names = list(stages)
-    assert names[:6] == ["world", "data", "base", "cpt", "variant-cpt-constant", "downstream"]
+    assert names[:7] == ["world", "data", "downstream", "profile", "base", "cpt", "variant-cpt-constant"]
     # smoke fine-tunes the base and CPRec on the world's first downstream dataset, in one worker group
-    [sft_data, *tunings, last] = names[6:]
+    [sft_data, *tunings, last] = names[7:]
     assert sft_data.startswith("sft-data-") and last == "eval"
     dataset = sft_data.removeprefix("sft-data-")
     assert tunings == [f"sft-base-{dataset}", f"sft-cprec-{dataset}"]
@@ -161,6 +161,8 @@ def test_smoke_run_into_the_bucket(cluster, store):
         assert {f"{model['path']}/model/config.json", f"{model['path']}/model/_SUCCESS"} <= set(files)
     report = read_text(store, f"{root}/report.md")
     assert "CPRec zero-shot" in report and "CPT constant zero-shot" in report
+    assert "World: the generated world" in report and "| pre-training |" in report  # profiled from the bucket
+    assert f"{stages['profile']['path']}/profile.json" in files
 
     # One training worker on each node: the isolated one trained from and checkpointed to the bucket.
     state = training_worker_nodes(cluster)
