@@ -19,7 +19,7 @@ recur across users. So for the pre-training corpus and every downstream dataset,
   evaluation protocol.
 
 Computed with DuckDB over the data build's and the downstream stage's parquet files (read with
-pyarrow, so object storage works as local disk does); the baselines
+data_prep's own reader, so object storage works as local disk does); the baselines
 through the evaluator. `cprec run until=profile` gets it for any world without training anything.
 """
 
@@ -49,17 +49,23 @@ class ProfileStage:
 def produce(stage: ProfileStage) -> dict:
     """Writes <out_dir>/profile.json: {"pretrain": stats, "downstream": {name: stats}}."""
     from cprec.data_prep.cleaning import connect
+    from cprec.data_prep.files import read_table
 
     con = connect(threads=2)
-    con.register("pretrain_events", read_table(storage.join(stage.data_dir, "interactions")))
-    con.register("pretrain_items", read_table(storage.join(stage.data_dir, "items.parquet")))
+    event_columns, item_columns = ["user_id", "item_id", "timestamp"], ["item_id", "text"]
+    con.register(
+        "pretrain_events", read_table(storage.join(stage.data_dir, "interactions"), columns=event_columns + ["domain"])
+    )
+    con.register("pretrain_items", read_table(storage.join(stage.data_dir, "items.parquet"), columns=item_columns))
     pretrain = event_stats(con, "pretrain_events", "pretrain_items")
     pretrain.update(domain_spread(con, "pretrain_events"))
     downstream = {}
     baselines = baseline_ndcg(stage)
     for entry in stage.datasets:
-        con.register("events", read_table(storage.join(entry["split_dir"], "interactions.parquet")))
-        con.register("items", read_table(storage.join(entry["split_dir"], "items.parquet")))
+        con.register(
+            "events", read_table(storage.join(entry["split_dir"], "interactions.parquet"), columns=event_columns)
+        )
+        con.register("items", read_table(storage.join(entry["split_dir"], "items.parquet"), columns=item_columns))
         stats = event_stats(con, "events", "items")
         stats["users_in_pretraining"] = _row(
             con,
@@ -70,14 +76,6 @@ def produce(stage: ProfileStage) -> dict:
     profile = {"pretrain": pretrain, "downstream": downstream}
     storage.write_json(storage.join(stage.out_dir, PROFILE_FILE), profile)
     return profile
-
-
-def read_table(uri: str):
-    """A parquet file or directory (local or object storage) as an Arrow table for DuckDB."""
-    import pyarrow.dataset as ds
-
-    fs, path = storage.filesystem(uri)
-    return ds.dataset(path, filesystem=fs, format="parquet").to_table()
 
 
 def event_stats(con, events: str, items: str) -> dict[str, Any]:
