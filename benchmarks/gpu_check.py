@@ -22,6 +22,7 @@ import tempfile
 
 import numpy as np
 import torch
+from gpu_train import SHAPES  # the benchmarks' tiny model shape, one definition
 
 
 def check_scorer(device: str) -> str:
@@ -68,18 +69,7 @@ def check_training_attention(device: str) -> str:
     from cprec.trainer import attention
     from cprec.trainer.loss import PackedCausalLM
 
-    config = Qwen2Config(
-        vocab_size=512,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=1,
-        pad_token_id=0,
-        use_cache=False,
-    )
+    config = Qwen2Config(**SHAPES["tiny"], max_position_embeddings=512, eos_token_id=1, pad_token_id=0, use_cache=False)
     torch.manual_seed(0)
     masked = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").to(device)
     rows = {k: v.to(device) for k, v in packed_rows(config.vocab_size, eos=1, pad=0).items()}
