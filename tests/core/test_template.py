@@ -11,6 +11,35 @@ def test_item_text_leaves_missing_fields_out_and_cuts_long_ones():
     assert cut.endswith(" | brand: Acme | category: Poetry")
 
 
+def test_item_ratings_field_after_category():
+    full = template.item_text("Books", "Atlas", "Acme", "Maps", 1234, 4.26)
+    assert full == "[Books] Atlas | brand: Acme | category: Maps | rating: 4.3 of 5, 1,234 ratings"
+    assert template.item_text("Books", "Atlas", None, None, 1_000_000, 5) == (
+        "[Books] Atlas | rating: 5.0 of 5, 1,000,000 ratings"
+    )
+    # the average missing (or unusable): the count alone
+    assert template.item_text("Books", "Atlas", "Acme", None, 1234) == "[Books] Atlas | brand: Acme | 1,234 ratings"
+    assert template.item_text("Books", "Atlas", None, None, 1234, float("nan")) == "[Books] Atlas | 1,234 ratings"
+    assert template.item_text("Books", "Atlas", None, None, 1, 4.0) == "[Books] Atlas | rating: 4.0 of 5, 1 rating"
+    # no positive count: no field, whatever the average
+    for count in (None, 0, -5, True, 12.0, "1234"):
+        assert template.item_text("Books", "Atlas", "Acme", "Maps", count, 4.3) == (
+            "[Books] Atlas | brand: Acme | category: Maps"
+        )
+    assert template.item_text("Books", None, None, None, 1234, 4.3) == ""  # no title, no text
+
+
+def test_item_text_without_ratings_is_unchanged():
+    # the default output is TEMPLATE_VERSION 1's, byte for byte
+    for fields in [("Atlas",), ("Atlas", "Acme"), ("Atlas", None, "Maps"), ("Atlas", "Acme", "Maps")]:
+        expected = " | ".join(
+            [f"[Home and Kitchen] {fields[0]}"]
+            + [f"{name}: {value}" for name, value in zip(("brand", "category"), fields[1:]) if value]
+        )
+        assert template.item_text("Home_and_Kitchen", *fields) == expected
+        assert template.item_text("Home_and_Kitchen", *fields, None, None) == expected
+
+
 def test_item_without_title_has_no_text():
     assert template.item_text("Books", "   ", "Acme", "Poetry") == ""
     assert template.item_text("Books", None) == ""

@@ -11,13 +11,19 @@ from cprec.data_prep import files, scan
 from cprec.data_prep.readers import EVENT_ROWS
 
 
-def scan_tables(work: Path, sources: list[SourceConfig], catalogs: list[SourceConfig] = (), partitions: int = 4) -> dict:
+def scan_tables(
+    work: Path,
+    sources: list[SourceConfig],
+    catalogs: list[SourceConfig] = (),
+    partitions: int = 4,
+    item_ratings: bool = False,
+) -> dict:
     """The scratch tables of `sources` (events, items, catalog) and the records counted per file."""
     units = scan.plan(sources, list(catalogs)).units
     counts = {u.name: scan.count_lines(u) for u in units if not u.first_line}
     records: dict[str, int] = {}
     for unit in scan.number_lines(units, counts):
-        for path, n in scan.scan_unit(unit, str(work), partitions)["files"].items():
+        for path, n in scan.scan_unit(unit, str(work), partitions, item_ratings)["files"].items():
             records[path] = records.get(path, 0) + n["records"]
     tables = {
         role: files.read_table(str(work / scan.OUTPUT_DIRS[purpose]), schema)

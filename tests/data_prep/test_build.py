@@ -428,3 +428,40 @@ def test_stats_list_what_was_not_read(world, tmp_path, ray_local):
     stats = json.loads((out / "stats.json").read_text())
     assert set(stats["skipped_files"]) == {str(src / "stats.json"), str(src / "tokenizer" / "vocab.json")}
     assert stats["ignored_columns"] == {str(rb / "ml.item"): ["release_year"]}
+
+
+def test_item_ratings_end_the_texts_of_items_that_have_them(tmp_path, ray_local):
+    """A small generated world: with item_ratings every marketplace item's text ends in its metadata's
+    ratings and no Online Retail text (a format without them) has any; off, no text has them."""
+    import gzip
+
+    from cprec.data_prep.synth import SynthConfig, synthesize
+
+    world = tmp_path / "world"
+    sizes = {"users": 120, "items_per_domain": 40, "events_per_user": 20, "retail_users": 60, "retail_items": 40}
+    synthesize(SynthConfig(out_dir=str(world), **sizes))
+    market, retail = world / "marketplace", world / "retail"
+    sources = (
+        f"sources=[{{format: amazon2023, path: '{market}', domains: [Books]}}, "
+        f"{{format: online_retail, path: '{retail}', domain: Online_Retail}}]"
+    )
+    texts = {}
+    for item_ratings in (True, False):
+        out = tmp_path / f"out-{item_ratings}"
+        build(config(world, out, sources, "stop_after=interactions", f"item_ratings={item_ratings}"))
+        items = read(out / "items.parquet").to_pylist()
+        texts[item_ratings] = {r["item_id"]: (r["domain"], r["text"]) for r in items}
+    with gzip.open(market / "meta_Books.jsonl.gz", "rt") as f:
+        meta = {r["parent_asin"]: r for r in map(json.loads, f)}
+    on, off = texts[True], texts[False]
+    assert on.keys() == off.keys() and {domain for domain, _ in on.values()} == {"Books", "Online_Retail"}
+    for item, (domain, text) in on.items():
+        assert "rating" not in off[item][1]
+        if domain == "Online_Retail":
+            assert text == off[item][1]
+            continue
+        r = meta[item]
+        assert off[item][1] == template.item_text(domain, r["title"], r["store"], r["categories"][-1])
+        assert r["rating_number"] > 0  # every item with an event has a rating in the generated world
+        ratings = template.ratings_field(r["rating_number"], r["average_rating"])
+        assert ratings.startswith("rating: ") and text == off[item][1] + " | " + ratings

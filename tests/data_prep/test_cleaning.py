@@ -11,10 +11,12 @@ def events(rows):
     return pa.table(list(zip(*full)), schema=RAW_EVENTS) if full else RAW_EVENTS.empty_table()
 
 
-def items(rows):
-    """rows: (item, domain, title[, file, line])."""
+def items(rows, ratings=None):
+    """rows: (item, domain, title[, file, line]); ratings: (rating_number, average_rating) per row."""
+    ratings = ratings or [(None, None)] * len(rows)
     full = [
-        (r[0], r[1], r[2], "Acme", "Tools", None, *(r[3:] or ("meta.jsonl", i + 1))) for i, r in enumerate(rows)
+        (r[0], r[1], r[2], "Acme", "Tools", None, *rated, *(r[3:] or ("meta.jsonl", i + 1)))
+        for i, (r, rated) in enumerate(zip(rows, ratings))
     ]
     return pa.table(list(zip(*full)), schema=RAW_ITEMS)
 
@@ -39,6 +41,23 @@ def test_dedupe_items_keeps_first_row_by_file_and_line_and_lists_untitled():
         (cleaning.UNTITLED_ITEM, "meta_a.jsonl", 11),
     ]
     assert set(dropped["status"].to_pylist()) == {"skip"}
+
+
+def test_item_texts_carry_ratings_only_when_asked():
+    raw = items(
+        [("a", "Books", "Atlas"), ("b", "Books", "Bible"), ("c", "Books", "Cookbook"), ("d", "Books", "Diary")],
+        ratings=[(1234, 4.26), (1, None), (0, None), (None, 3.0)],
+    )
+    plain = "[Books] {} | brand: Acme | category: Tools"
+    assert cleaning.with_item_text(raw)["text"].to_pylist() == [
+        plain.format(title) for title in ("Atlas", "Bible", "Cookbook", "Diary")
+    ]
+    assert cleaning.with_item_text(raw, item_ratings=True)["text"].to_pylist() == [
+        plain.format("Atlas") + " | rating: 4.3 of 5, 1,234 ratings",
+        plain.format("Bible") + " | 1 rating",
+        plain.format("Cookbook"),  # no ratings, nothing to say
+        plain.format("Diary"),  # an average without a count is not written
+    ]
 
 
 def test_clean_events_dedupes_to_earliest_and_rejects_unknown_items():

@@ -47,6 +47,8 @@ def test_amazon2023_event_and_item():
         "categories": ["Home & Kitchen", "Bedding", "Throw Pillows"],
         "description": ["Soft.", "Washable."],
         "details": {"Brand": "Other"},
+        "rating_number": 1234,
+        "average_rating": 4.3,
     }
     assert readers.parse_amazon2023_item(json.dumps(meta)) == (
         "B01",
@@ -54,6 +56,8 @@ def test_amazon2023_event_and_item():
         "Hearthline",
         "Throw Pillows",
         "Soft. Washable.",
+        1234,
+        4.3,
     )
     # store missing: the brand in details stands in; empty categories and description are absent, not ''.
     bare = {
@@ -64,7 +68,28 @@ def test_amazon2023_event_and_item():
         "description": [],
         "details": {"Brand": "B"},
     }
-    assert readers.parse_amazon2023_item(json.dumps(bare)) == ("B01", "X", "B", None, None)
+    assert readers.parse_amazon2023_item(json.dumps(bare)) == ("B01", "X", "B", None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("ratings", "expected"),
+    [
+        ({"rating_number": 0, "average_rating": None}, (0, None)),  # the generated world's unrated items
+        ({"rating_number": 7, "average_rating": 5}, (7, 5.0)),
+        ({"rating_number": 7}, (7, None)),
+        ({"average_rating": 1.0}, (None, 1.0)),
+        # malformed values are left out like missing ones, never a reject
+        ({"rating_number": "1,234", "average_rating": "4.3"}, (None, None)),
+        ({"rating_number": -3, "average_rating": 0.5}, (None, None)),
+        ({"rating_number": 12.0, "average_rating": 5.5}, (None, None)),
+        ({"rating_number": True, "average_rating": True}, (None, None)),
+        ({"rating_number": 2**63, "average_rating": [4.0]}, (None, None)),
+        ({"rating_number": 10**400, "average_rating": 10**400}, (None, None)),
+    ],
+)
+def test_amazon2023_item_ratings(ratings, expected):
+    line = json.dumps({"parent_asin": "B01", "title": "X", **ratings})
+    assert readers.parse_amazon2023_item(line)[5:] == expected
 
 
 @pytest.mark.parametrize(
@@ -99,7 +124,9 @@ def test_amazon2018_event_and_item():
         "category": ["Books", "Mystery", ""],
         "description": "D",
     }
-    assert readers.parse_amazon2018_item(json.dumps(meta)) == ("0001", "T", "Br", "Mystery", "D")
+    # Amazon 2018 metadata has no rating count or average: its items have none
+    meta["rating_number"], meta["average_rating"] = 12, 4.5
+    assert readers.parse_amazon2018_item(json.dumps(meta)) == ("0001", "T", "Br", "Mystery", "D", None, None)
     with pytest.raises(Reject, match="impossible_timestamp"):  # milliseconds where seconds belong
         readers.parse_amazon2018_event(json.dumps({**review, "unixReviewTime": MS_2020}))
     with pytest.raises(Reject, match="missing_field:reviewerID"):
@@ -126,8 +153,10 @@ def test_recbole_parsers():
         "Hearthline",
         "Throw Pillows",
         None,
+        None,
+        None,
     )
-    assert parse_item("i2\t\t\t") == ("i2", None, None, None, None)
+    assert parse_item("i2\t\t\t") == ("i2", None, None, None, None, None, None)
     with pytest.raises(CPRecError, match="lacks item_id"):
         readers.make_recbole_event_parser(readers.recbole_columns("user_id:token\ttimestamp:float"))
     with pytest.raises(CPRecError, match="field:type"):
@@ -143,7 +172,7 @@ def test_retail_parsers():
     item = readers.make_retail_item_parser(columns)
     line = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom"
     assert event(line) == ("17850", "85123A", 1291191960000)
-    assert item(line) == ("85123A", "White Hanging Heart T-Light Holder", None, None, None)
+    assert item(line) == ("85123A", "White Hanging Heart T-Light Holder", None, None, None, None, None)
     iso = '536366,22633,"HAND WARMER, UNION JACK",6,2010-12-01 08:28:00,1.85,17850,United Kingdom'
     assert event(iso) == ("17850", "22633", 1291192080000)
     assert item(iso)[1] == "Hand Warmer, Union Jack"
@@ -373,7 +402,7 @@ def test_hostile_line_reasons(name, line, reason):
 def test_lists_keep_only_their_strings_and_numbers():
     # objects, booleans and nested lists inside a list carry no text, as they do at the top level
     meta = {"asin": "A", "title": ["Mug", ["x"], {"a": 1}, True, 2], "category": ["Home", "Mugs", {"a": 1}]}
-    assert readers.parse_amazon2018_item(json.dumps(meta)) == ("A", "Mug 2", None, "Mugs", None)
+    assert readers.parse_amazon2018_item(json.dumps(meta)) == ("A", "Mug 2", None, "Mugs", None, None, None)
     surrogate_pair = '{"asin": "A", "title": "Mug \\ud83d\\ude00"}'  # a valid pair is one character
     assert readers.parse_amazon2018_item(surrogate_pair)[1] == "Mug \U0001f600"
 
@@ -383,13 +412,13 @@ def test_recbole_item_columns():
     line = "1\tToy Story\t1995\tAnimation Children's Comedy"
     # ml-100k: the genres are in `class`, a default category field
     values = readers.make_recbole_item_parser(columns)(line)
-    assert values == ("1", "Toy Story", None, "Animation Children's Comedy", None)
+    assert values == ("1", "Toy Story", None, "Animation Children's Comedy", None, None, None)
     assert template.item_text("ml-100k", *values[1:4]) == "[ml-100k] Toy Story | category: Animation Children's Comedy"
     source = SourceConfig(
         format="recbole", path="ml", title_columns=["name", "movie_title"], brand_columns=["release_year"]
     )
     parse = readers.line_parser("recbole", "items", RECBOLE_ITEM_HEADER, "ml.item", source)
-    assert parse(line) == ("1", "Toy Story", "1995", "Animation Children's Comedy", None)
+    assert parse(line) == ("1", "Toy Story", "1995", "Animation Children's Comedy", None, None, None)
     no_category = SourceConfig(format="recbole", path="ml", category_columns=[])
     assert readers.line_parser("recbole", "items", RECBOLE_ITEM_HEADER, "", no_category)(line)[3] is None
     with pytest.raises(CPRecError, match="x.item: RecBole .item header has no title field .*title_columns"):

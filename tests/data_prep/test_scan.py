@@ -100,6 +100,16 @@ AMAZON2023_ITEMS = [
     '{"parent_asin": "B1", "title": "T", "details": {"Brand": 7}}',
     '{"parent_asin": "B1", "title": "T", "store": 3.5}',
     '{"parent_asin": "B1", "title": "T", "categories": "Leaf", "description": ["Made of oak.", "Two drawers."]}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 1234, "average_rating": 4.3}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 0, "average_rating": null}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": "12", "average_rating": "4.5"}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": -3, "average_rating": 0.99}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 12.0, "average_rating": 5}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 1e2, "average_rating": 5.01}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": true, "average_rating": [4]}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 9223372036854775807, "average_rating": 1}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 18446744073709551615, "average_rating": 1e400}',
+    '{"parent_asin": "B1", "title": "T", "rating_number": 1' + "0" * 400 + ', "average_rating": 3.3333333333333335}',
 ]
 
 RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
@@ -175,6 +185,38 @@ def test_scan_amazon2023(tmp_path, gz):
     assert out["records"] == {name: 5, f"meta_Books.jsonl{suffix}": 2}
 
 
+def test_scan_amazon2023_item_ratings_on_both_paths(tmp_path):
+    meta = [
+        {"parent_asin": "B1", "title": "Atlas", "rating_number": 1234, "average_rating": 4.3},
+        {"parent_asin": "B2", "title": "Bible"},  # no ratings
+        {"parent_asin": "B3", "title": "Cookbook", "rating_number": "12", "average_rating": "4.5"},  # malformed
+        # a title of odd shape sends the line to the Python parser
+        {"parent_asin": "B4", "title": 1984, "rating_number": 7, "average_rating": 3.5},
+        {"parent_asin": "B5", "title": 1985, "rating_number": -1, "average_rating": 9},
+    ]
+    lines = [json.dumps(record) for record in meta]
+    write(tmp_path / "src" / "meta_Books.jsonl", lines)
+    write(tmp_path / "src" / "Books.jsonl", [json.dumps({"user_id": "U", "parent_asin": "B1", "timestamp": MS_2020})])
+    con = duckdb.connect()
+    con.register("lines", pa.table({"line": range(1, 6), "raw": [line + "\n" for line in lines]}))
+    plain = con.sql(scan.fast_query("amazon2023", "items", None)).to_arrow_table()["plain"].to_pylist()
+    assert plain == [True, True, True, False, False]
+    source = SourceConfig(format="amazon2023", path=str(tmp_path / "src"))
+    for item_ratings in (False, True):
+        tables = scan_tables(tmp_path / f"work-{item_ratings}", [source], item_ratings=item_ratings)
+        items = {r["line"]: r for r in tables["items"].to_pylist()}
+        assert all(r["status"] == "ok" for r in items.values())  # a malformed rating is no reject
+        ratings = [(items[n]["rating_number"], items[n]["average_rating"]) for n in range(1, 6)]
+        assert ratings == [(1234, 4.3), (None, None), (None, None), (7, 3.5), (None, None)]
+        texts = [items[n]["text"] for n in range(1, 6)]
+        if item_ratings:
+            assert texts[0] == "[Books] Atlas | rating: 4.3 of 5, 1,234 ratings"
+            assert texts[3] == "[Books] 1984 | rating: 3.5 of 5, 7 ratings"
+            assert texts[1:3] + texts[4:] == ["[Books] Bible", "[Books] Cookbook", "[Books] 1985"]
+        else:
+            assert not any("rating" in text for text in texts)
+
+
 def test_scan_amazon2018_and_recbole_together(tmp_path):
     write(tmp_path / "a18" / "Books_5.json.gz", [json.dumps({"reviewerID": "R", "asin": "1", "unixReviewTime": 1.6e9})], gz=True)
     write(tmp_path / "a18" / "meta_Books.json", [json.dumps({"asin": "1", "title": "T", "category": ["Books", "Crime"]})])
@@ -192,6 +234,8 @@ def test_scan_amazon2018_and_recbole_together(tmp_path):
     assert ("shop.inter", 1) not in events  # the header is not a record
     assert items[("meta_Books.json", 1)]["category"] == "Crime"
     assert items[("shop.item", 2)]["title"] == "Sage Mug"
+    for key in (("meta_Books.json", 1), ("shop.item", 2)):  # formats without ratings: null
+        assert items[key]["rating_number"] is None and items[key]["average_rating"] is None
     assert out["records"]["shop.inter"] == 2
 
 

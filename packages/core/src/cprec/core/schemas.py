@@ -29,6 +29,10 @@ RAW_ITEMS = pa.schema(
         ("brand", pa.string()),  # brand or store
         ("category", pa.string()),  # leaf category
         ("description", pa.string()),
+        # the metadata's behaviour signal (Amazon 2023: rating_number, average_rating); null where a
+        # format has none or the value is malformed
+        ("rating_number", pa.int64()),
+        ("average_rating", pa.float64()),
         ("source_file", pa.string()),
         ("line", pa.int64()),
     ]

@@ -10,6 +10,15 @@ A document is a header line followed by one line per item, oldest first:
     [Books] The Velvet Harbor | brand: Northwind Press | category: Mystery
     [Books] ...
 
+An item's fields after its title are optional and left out when missing. The last one, the item's
+rating count and average rating from its metadata, is written only when a build asks for it
+(data_prep's `item_ratings`, off by default) and the item has a positive count:
+
+    [Books] The Velvet Harbor | brand: Northwind Press | category: Mystery | rating: 4.3 of 5, 1,234 ratings
+
+(` | 1,234 ratings` when the average is missing). Without it every text is what TEMPLATE_VERSION "1"
+has always written.
+
 Items are joined by ITEM_SEPARATOR, so a history prompt followed by `continuation(item)` is exactly
 the document that would contain that item next, and tokenizers whose pre-tokenizer splits at the
 separator give the same tokens for a document as for its pieces tokenized one by one.
@@ -17,6 +26,8 @@ separator give the same tokens for a document as for its pieces tokenized one by
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 
@@ -53,8 +64,15 @@ def domain_label(domain: str) -> str:
     return _SPACE.sub(" ", domain.replace("_", " ")).strip()
 
 
-def item_text(domain: str, title: object, brand: object = None, category: object = None) -> str:
-    """The text of one item: domain tag, title, then brand/store and leaf category when present.
+def item_text(
+    domain: str,
+    title: object,
+    brand: object = None,
+    category: object = None,
+    rating_number: object = None,
+    average_rating: object = None,
+) -> str:
+    """The text of one item: domain tag, title, then brand/store, leaf category and ratings when present.
 
     Returns '' when the title is unusable: such items are dropped (and counted) by cleaning.
     """
@@ -68,7 +86,22 @@ def item_text(domain: str, title: object, brand: object = None, category: object
     category_text = clean_field(category, CATEGORY_CHARS)
     if category_text:
         parts.append(f"category: {category_text}")
+    ratings_text = ratings_field(rating_number, average_rating)
+    if ratings_text:
+        parts.append(ratings_text)
     return " | ".join(parts)
+
+
+def ratings_field(rating_number: object, average_rating: object) -> str:
+    """`rating: 4.3 of 5, 1,234 ratings`, or `1,234 ratings` without a usable average; '' unless the
+    count is a positive integer (an item nobody rated has nothing to say here)."""
+    if isinstance(rating_number, bool) or not isinstance(rating_number, numbers.Integral) or rating_number <= 0:
+        return ""
+    count = f"{int(rating_number):,} rating{'' if rating_number == 1 else 's'}"
+    if isinstance(average_rating, numbers.Real) and not isinstance(average_rating, bool):
+        if math.isfinite(average_rating):
+            return f"rating: {float(average_rating):.1f} of 5, {count}"
+    return count
 
 
 def header(kind: str, domain: str) -> str:

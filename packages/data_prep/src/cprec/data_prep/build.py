@@ -72,6 +72,11 @@ class BuildConfig:
     world_catalogs: bool = option(
         True, help="with `world`: read its downstream sources as text-only `catalogs` (item texts, never events)"
     )
+    item_ratings: bool = option(
+        False,
+        help="append the item metadata's rating count and average rating to each item's text "
+        "(docs/design.md §4); items without them are written as before",
+    )
     cleaning: CleaningConfig = option(CleaningConfig(), help="dedupe and k-core")
     sequences: SequenceConfig = option(SequenceConfig(), help="sequence kinds, windows and the validation split")
     tokens: TokenConfig = option(TokenConfig(), help="tokenizer and packing")
@@ -266,7 +271,7 @@ class _Build:
             units = scan.number_lines(units, {u.name: n for u, n in zip(ranged, counts)})
         refs: dict[str, list] = {scan.EVENTS: [], scan.ITEMS: [], scan.CATALOG: []}
         for unit in sorted(units, key=lambda u: (u.purpose == scan.EVENTS, -u.size, u.name)):
-            ref = self.task(scan.scan_unit).remote(unit, self.work, self.config.partitions)
+            ref = self.task(scan.scan_unit).remote(unit, self.work, self.config.partitions, self.config.item_ratings)
             refs[unit.purpose].append(ref)
             if unit.purpose == scan.EVENTS and scan.writes_items(unit):
                 refs[scan.ITEMS].append(ref)  # an Online Retail CSV is its own catalogue
@@ -457,8 +462,10 @@ def _domain_counts(con, sql: str, key: str) -> dict:
 def _read_catalogue(con, work: str, raw_dir: str, dropped_name: str) -> tuple[pa.Table, pa.Table]:
     """The item rows read into `raw_dir` (registered as 'raw'), deduped into a catalogue; their
     unparsed, duplicate and untitled rows are written to `dropped/<dropped_name>` for rejects/."""
-    # every column but the descriptions, the largest, which no text or record uses
-    columns = [name for name in scan.ITEM_ROWS_WITH_TEXT.names if name != "description"]
+    # every column but the descriptions (the largest) and the ratings: no record uses them, and the
+    # text holds the ratings when the build writes them
+    unused = ("description", "rating_number", "average_rating")
+    columns = [name for name in scan.ITEM_ROWS_WITH_TEXT.names if name not in unused]
     raw = files.read_table(storage.join(work, raw_dir), scan.ITEM_ROWS_WITH_TEXT, columns)
     con.register("raw", raw)
     ok = con.sql(

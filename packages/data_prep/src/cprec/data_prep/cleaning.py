@@ -36,17 +36,17 @@ def connect(threads: int = 1, memory_limit: str = "") -> duckdb.DuckDBPyConnecti
     return duckdb.connect(config=config)
 
 
-def with_item_text(raw_items: pa.Table) -> pa.Table:
-    """RAW_ITEMS rows with their `text` (core.template.item_text; '' when the title is unusable).
+def with_item_text(raw_items: pa.Table, item_ratings: bool = False) -> pa.Table:
+    """RAW_ITEMS rows with their `text` (core.template.item_text; '' when the title is unusable),
+    ending in the item's rating count and average rating when `item_ratings` (BuildConfig.item_ratings).
 
     Computed where the rows are read (a task per file, in parallel), not in the catalogue-sized
     dedupe that every later step waits for."""
-    texts = [
-        template.item_text(domain, title, brand, category)
-        for domain, title, brand, category in zip(
-            *(raw_items.column(name).to_pylist() for name in ("domain", "title", "brand", "category"))
-        )
-    ]
+    names = ["domain", "title", "brand", "category"]
+    if item_ratings:
+        names += ["rating_number", "average_rating"]
+    columns = [raw_items.column(name).to_pylist() for name in names]
+    texts = [template.item_text(*fields) for fields in zip(*columns)]
     return raw_items.append_column("text", pa.array(texts, pa.string()))
 
 

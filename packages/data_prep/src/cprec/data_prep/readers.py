@@ -14,6 +14,11 @@ The per-format line parsers are pure functions (`parse_*`) that return a tuple o
 `Skip`: they define what a line means. `scan` parses most lines in DuckDB and hands these
 functions every line whose shape its fast path does not cover, so they decide every reason code.
 
+Item rows carry the metadata's rating count and average rating where the format has them (Amazon
+2023's `rating_number` and `average_rating`); the other formats have none and give nulls. Like an
+optional text of the wrong shape, a malformed one (a string, a negative count, an average off the
+1-5 star scale) is left out as null, never a reject.
+
 Online Retail descriptions that are all upper case (as in the real file) are title-cased
 ("WHITE HANGING HEART T-LIGHT HOLDER" -> "White Hanging Heart T-Light Holder") so that the same
 words read the same on both platforms; descriptions with any lower-case letter are kept as written.
@@ -58,6 +63,9 @@ ITEM_ROWS = pa.schema([*schemas.RAW_ITEMS, *_OUTCOME_FIELDS])
 MIN_TIMESTAMP_MS = 631_152_000_000
 MAX_TIMESTAMP_MS = 4_102_444_800_000
 
+# An average rating off the 1-5 star scale of the dumps is malformed.
+MIN_STARS, MAX_STARS = 1.0, 5.0
+
 # Online Retail StockCodes that are charges and adjustments, not products.
 RETAIL_NON_PRODUCT_CODES = frozenset(
     {"POST", "DOT", "C2", "M", "D", "S", "B", "CRUK", "PADS", "BANK CHARGES", "AMAZONFEE", "ADJUST"}
@@ -69,7 +77,9 @@ RECBOLE_DESCRIPTION_COLUMN = "description"
 
 # What the line parsers return, in order, for each role.
 EVENT_VALUES = ("user_id", "item_id", "timestamp")
-ITEM_VALUES = ("item_id", "title", "brand", "category", "description")
+ITEM_VALUES = ("item_id", "title", "brand", "category", "description", "rating_number", "average_rating")
+# Formats whose metadata has no rating count or average end their item values with these.
+NO_RATINGS = (None, None)
 
 
 class SourceFile(NamedTuple):
@@ -168,6 +178,25 @@ def _leaf(value: Any) -> str | None:
     return _text(value)
 
 
+def _count(value: Any) -> int | None:
+    """An optional count: a non-negative JSON integer that fits int64, else None (a string, a float,
+    a negative number is left out like a missing field, as a malformed optional text is)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return None
+    return value
+
+
+def _average_rating(value: Any) -> float | None:
+    """An optional average star rating: a JSON number on the 1-5 star scale, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if MIN_STARS <= number <= MAX_STARS else None
+
+
 def _utf8(line: str, values: tuple) -> tuple:
     """`values`, unless JSON's escapes put a lone UTF-16 surrogate (`\\ud800`) in one: no UTF-8
     text can hold it, so the line is rejected as non-UTF-8 like undecodable bytes."""
@@ -182,7 +211,8 @@ def _utf8(line: str, values: tuple) -> tuple:
 
 
 # ---------------------------------------------------------------------------- Amazon 2023 / 2018
-# Events parse to (user_id, item_id, timestamp_ms); items to (item_id, title, brand, category, description).
+# Events parse to (user_id, item_id, timestamp_ms); items to ITEM_VALUES: (item_id, title, brand,
+# category, description, rating_number, average_rating).
 
 
 def parse_amazon2023_event(line: str) -> tuple[str, str, int]:
@@ -195,7 +225,7 @@ def parse_amazon2023_event(line: str) -> tuple[str, str, int]:
     return _utf8(line, values)
 
 
-def parse_amazon2023_item(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
+def parse_amazon2023_item(line: str) -> tuple:
     record = _json_object(line)
     details = record.get("details") if isinstance(record.get("details"), dict) else {}
     values = (
@@ -204,6 +234,8 @@ def parse_amazon2023_item(line: str) -> tuple[str, str | None, str | None, str |
         _text(record.get("store")) or _text(details.get("Brand")),
         _leaf(record.get("categories")),
         _text(record.get("description")),
+        _count(record.get("rating_number")),
+        _average_rating(record.get("average_rating")),
     )
     return _utf8(line, values)
 
@@ -218,7 +250,7 @@ def parse_amazon2018_event(line: str) -> tuple[str, str, int]:
     return _utf8(line, values)
 
 
-def parse_amazon2018_item(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
+def parse_amazon2018_item(line: str) -> tuple:
     record = _json_object(line)
     values = (
         _required_id(record, "asin"),
@@ -226,6 +258,7 @@ def parse_amazon2018_item(line: str) -> tuple[str, str | None, str | None, str |
         _text(record.get("brand")),
         _leaf(record.get("category")),
         _text(record.get("description")),
+        *NO_RATINGS,
     )
     return _utf8(line, values)
 
@@ -297,7 +330,7 @@ def make_recbole_item_parser(
         )
     width = len(columns)
 
-    def parse(line: str) -> tuple[str, str | None, str | None, str | None, str | None]:
+    def parse(line: str) -> tuple:
         cells = _cells(line, width)
         item = _cell(cells, columns, "item_id")
         if item is None:
@@ -311,6 +344,7 @@ def make_recbole_item_parser(
             _cell(cells, columns, *brand_columns),
             leaf or None,
             _cell(cells, columns, RECBOLE_DESCRIPTION_COLUMN),
+            *NO_RATINGS,
         )
 
     return parse
@@ -424,14 +458,14 @@ def make_retail_event_parser(columns: dict[str, int]) -> Callable[[str], tuple[s
 
 
 def make_retail_item_parser(columns: dict[str, int]) -> Callable[[str], tuple]:
-    def parse(line: str) -> tuple[str, str | None, None, None, None]:
+    def parse(line: str) -> tuple:
         cells = _retail_cells(line, columns)
         code = cells[columns["StockCode"]].strip()
         if not code:
             raise Reject("missing_field:StockCode")
         if code.upper() in RETAIL_NON_PRODUCT_CODES:
             raise Skip("non_product_code")
-        return code, retail_title(cells[columns["Description"]]), None, None, None
+        return code, retail_title(cells[columns["Description"]]), None, None, None, *NO_RATINGS
 
     return parse
 

@@ -50,7 +50,9 @@ from cprec.data_prep.readers import (
     EVENT_VALUES,
     ITEM_ROWS,
     ITEM_VALUES,
+    MAX_STARS,
     MAX_TIMESTAMP_MS,
+    MIN_STARS,
     MIN_TIMESTAMP_MS,
     Reject,
     Skip,
@@ -361,6 +363,24 @@ def _timestamp(i: int, unit_ms: int) -> tuple[str, str]:
     return value, plain
 
 
+def _count(i: int) -> tuple[str, str]:
+    """readers._count of field i: an integer >= 0 that fits int64, else NULL (the parser leaves
+    every other shape out too, so every shape is plain)."""
+    whole = f"TRY_CAST(s{i} AS BIGINT)"
+    return f"(CASE WHEN t{i} IN ('BIGINT', 'UBIGINT') AND {whole} >= 0 THEN {whole} END)", "TRUE"
+
+
+def _average_rating(i: int) -> tuple[str, str]:
+    """readers._average_rating of field i: a number on the star scale, else NULL (every shape is plain)."""
+    number = f"TRY_CAST(json_extract_string(v[{i}], '$') AS DOUBLE)"
+    in_range = f"{number} BETWEEN {MIN_STARS} AND {MAX_STARS}"
+    return f"(CASE WHEN t{i} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND {in_range} THEN {number} END)", "TRUE"
+
+
+# Formats without ratings in their metadata (readers.NO_RATINGS).
+_NO_RATINGS = [("NULL::BIGINT", "TRUE"), ("NULL::DOUBLE", "TRUE")]
+
+
 def _brand_2023(store: int, details: int, brand: int) -> tuple[str, str]:
     """readers: the store, else details.Brand when details is an object."""
     store_value, store_plain = _text(store)
@@ -375,12 +395,15 @@ _JSON_FIELDS: dict[tuple[str, str], tuple[list[str], list[tuple[str, str]]]] = {
     ("amazon2023", "events"): (["user_id", "parent_asin", "timestamp"], [_id(1), _id(2), _timestamp(3, 1)]),
     ("amazon2018", "events"): (["reviewerID", "asin", "unixReviewTime"], [_id(1), _id(2), _timestamp(3, 1000)]),
     ("amazon2023", "items"): (
-        ["parent_asin", "title", "store", "details", "details.Brand", "categories", "description"],
-        [_id(1), _text(2), _brand_2023(3, 4, 5), _leaf(6), _text(7)],
+        [
+            "parent_asin", "title", "store", "details", "details.Brand", "categories", "description",
+            "rating_number", "average_rating",
+        ],
+        [_id(1), _text(2), _brand_2023(3, 4, 5), _leaf(6), _text(7), _count(8), _average_rating(9)],
     ),
     ("amazon2018", "items"): (
         ["asin", "title", "brand", "category", "description"],
-        [_id(1), _text(2), _text(3), _leaf(4), _text(5)],
+        [_id(1), _text(2), _text(3), _leaf(4), _text(5), *_NO_RATINGS],
     ),
 }
 
@@ -397,7 +420,7 @@ def _json_query(format: str, role: str) -> str:
     )
     stripped = ", ".join(f"{_strip(f'r{i}')} AS s{i}" for i in fields)
     names = EVENT_VALUES if role == "events" else ITEM_VALUES
-    columns = ", ".join(f"{value} AS {name}" for (value, _), name in zip(computed, names))
+    columns = ", ".join(f"{value} AS {name}" for (value, _), name in zip(computed, names, strict=True))
     plain = " AND ".join(p for _, p in computed)
     # try(): a line that is not JSON gives NULL, and the Python path its reason; each stage below
     # computes its columns once per line for the expressions that read them
@@ -505,8 +528,9 @@ def _text_of(raw: bytes) -> str | None:
 class _Output:
     """One unit's scratch files: events by partition, or one items file; opened on first write."""
 
-    def __init__(self, work: str, unit: ScanUnit, partitions: int):
+    def __init__(self, work: str, unit: ScanUnit, partitions: int, item_ratings: bool = False):
         self.work, self.unit, self.partitions = work, unit, partitions
+        self.item_ratings = item_ratings
         self.writers: dict[str, pq.ParquetWriter] = {}
 
     def _write(self, relative: str, table: pa.Table) -> None:
@@ -530,7 +554,7 @@ class _Output:
             self._write(f"events/part={p}/{self.unit.name}.parquet", rows.filter(pa.array(column == p)))
 
     def items(self, rows: pa.Table, directory: str) -> None:
-        self._write(f"{directory}/{self.unit.name}.parquet", cleaning.with_item_text(rows))
+        self._write(f"{directory}/{self.unit.name}.parquet", cleaning.with_item_text(rows, self.item_ratings))
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -540,10 +564,11 @@ class _Output:
 # ----------------------------------------------------------------------------------- the task
 
 
-def scan_unit(unit: ScanUnit, work: str, partitions: int) -> dict:
-    """Reads one unit into the scratch layout; returns {"files": {path: {"records": n}}}."""
+def scan_unit(unit: ScanUnit, work: str, partitions: int, item_ratings: bool = False) -> dict:
+    """Reads one unit into the scratch layout, item texts with their ratings when `item_ratings`
+    (BuildConfig.item_ratings); returns {"files": {path: {"records": n}}}."""
     con = duckdb.connect(config={"threads": 1, "preserve_insertion_order": True})
-    output = _Output(work, unit, partitions)
+    output = _Output(work, unit, partitions, item_ratings)
     try:
         if unit.source.format == "online_retail":
             records = _scan_retail(unit, output, con)

@@ -49,6 +49,24 @@ class StageSections:
         {}, help="EvalConfig options (datasets and methods are set by the recipe); see `cprec eval --help`"
     )
 
+    def validate(self) -> None:
+        self.downstream_build()
+
+    def downstream_build(self) -> dict[str, Any]:
+        """The BuildConfig options of the downstream datasets' cleaning: `eval.build`, with the corpus's
+        `data.item_ratings`, set once for both: a model pre-trained on item texts with their ratings
+        must be asked about items in that same template. A differing `eval.build.item_ratings` is an error."""
+        build = dict(self.eval.get("build") or {})
+        ratings = self.data.get("item_ratings", False)
+        if build.get("item_ratings", ratings) != ratings:
+            raise CPRecError(
+                f"eval.build.item_ratings={build['item_ratings']} differs from data.item_ratings={ratings}: "
+                "pre-training and recommendation must write item texts alike; set data.item_ratings alone"
+            )
+        if ratings:
+            build["item_ratings"] = ratings
+        return build
+
 
 @dataclass
 class VariantConfig:
@@ -97,6 +115,13 @@ class RunConfig(StageSections):
     sft: SFTOptions = option(SFTOptions(), help="the fine-tuning stage (SFT methods)")
 
     def validate(self) -> None:
+        super().validate()
+        ratings = self.data.get("item_ratings", False)
+        if self.control.get("item_ratings", ratings) != ratings:
+            raise CPRecError(
+                f"control.item_ratings={self.control['item_ratings']} differs from data.item_ratings={ratings}: "
+                "the format control must write item texts as the corpus does"
+            )
         if self.until not in STAGES:
             raise CPRecError(f"until must be one of {', '.join(STAGES)}, got {self.until!r}")
         names = [v.name for v in self.variants]

@@ -180,7 +180,7 @@ def downstream_stage(runner: StageRunner, sections: StageSections, world_json: s
     from cprec.data_prep.downstream import SplitSpec, prepare_split
 
     specs = downstream_specs(world_json)
-    build_options = sections.eval.get("build") or {}
+    build_options = sections.downstream_build()  # eval.build, with data.item_ratings
     splits = {
         spec.name: SplitSpec(spec.name, spec.platform, dataclasses.asdict(spec.source), spec.data_dir) for spec in specs
     }

@@ -88,6 +88,7 @@ class TuneConfig(StageSections):
     )
 
     def validate(self) -> None:
+        super().validate()
         storage.safe_name(self.name, "tune: name")  # the experiment's directory
         if self.search not in ("grid", "random"):
             raise CPRecError(f"tune: search must be grid or random, got {self.search!r}")
