@@ -138,3 +138,19 @@ def test_sampled_protocol_is_labelled_and_k_beyond_catalogue_fails(tmp_path, wor
     assert "sampled: 1 positive + 5 random negatives" in (tmp_path / "eval" / REPORT_FILE).read_text()
     with pytest.raises(CPRecError, match="K=20 is larger than the 6 ranked items"):
         evaluate(load_config(EvalConfig, base=sampled))
+
+
+def test_a_popularity_prior_adds_score_forms_picked_on_validation(tmp_path, world, ray_local):
+    model = tiny_model(tmp_path / "lm", ["History in Garden:\n[Garden] red lamp | brand: x"] * 5)
+    config = eval_config(tmp_path, world, model)
+    config["methods"] = [{"kind": "popularity"}, {"kind": "llm", "name": "zero-shot", "model": str(model)}]
+    config["llm"] = {**config["llm"], "num_actors": 0, "popularity_prior": [1.0, 1000.0]}
+    results = evaluate(load_config(EvalConfig, base=config))
+    for dataset in results.to_dict()["datasets"].values():
+        method = dataset["methods"]["zero-shot"]
+        forms = ("sum", "mean", "pmi")
+        assert set(method["variants"]) == {*forms, *(f"{f}+pop{w}" for f in forms for w in ("1", "1000"))}
+        best = max(method["variants"], key=lambda v: method["variants"][v]["valid"]["ndcg@10"])
+        assert method["valid"]["ndcg@10"] == pytest.approx(method["variants"][best]["valid"]["ndcg@10"])
+    with pytest.raises(CPRecError, match="popularity_prior weights must be > 0"):
+        load_config(EvalConfig, base={**config, "llm": {"popularity_prior": [0.0]}}).validate()

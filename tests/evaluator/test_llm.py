@@ -13,6 +13,7 @@ from cprec.evaluator.methods.llm import (
     call_ranges,
     end_token_ids,
     load_tokenizer,
+    score_forms,
     tokenize_catalogue,
 )
 
@@ -211,3 +212,16 @@ def test_a_model_on_object_storage_scores_as_its_local_copy(tiny_lm, s3, ray_loc
         remote.close()
     with pytest.raises(CPRecError, match=f"^model not found at {uri}-missing$"):
         load_tokenizer(uri + "-missing")
+
+
+def test_a_popularity_prior_is_added_to_every_form():
+    sums = np.array([[-10.0, -12.0, -9.0]])
+    tokens, prior, log_popularity = np.array([2.0, 4.0, 3.0]), np.array([-8.0, -9.0, -5.0]), np.log1p([0, 20, 0])
+    forms = score_forms(sums, tokens, prior, ["sum", "mean", "pmi"], log_popularity, [0.5, 2.0])
+    assert sorted(forms) == sorted(["sum", "mean", "pmi"] + [f"{f}+pop{w}" for f in ("sum", "mean", "pmi") for w in ("0.5", "2")])
+    np.testing.assert_allclose(forms["sum+pop2"], sums + 2 * log_popularity)
+    np.testing.assert_allclose(forms["mean+pop0.5"], sums / tokens + 0.5 * log_popularity)
+    np.testing.assert_allclose(forms["pmi+pop2"], sums - prior + 2 * log_popularity)
+    # item 1 (20 training events) overtakes item 2, which the model alone prefers
+    assert forms["sum"][0].argmax() == 2 and forms["sum+pop2"][0].argmax() == 1
+    assert set(score_forms(sums, tokens, prior, ["sum"])) == {"sum"}

@@ -90,6 +90,11 @@ class LLMConfig:
     device: str = option("auto", help="auto (GPU per actor when the cluster has GPUs) | cpu | cuda")
     dtype: str = option("auto", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
     users_per_task: int = option(16, help="users per actor call")
+    popularity_prior: list[float] = option(
+        [],
+        help="weights w: each score form is also scored as `<form>+pop<w>`, plus w x log(1 + the item's count "
+        "in the training split), a prior no title shows; picked on validation with the forms (docs/design.md §4)",
+    )
     actor_restarts: int = option(
         2,
         help="times the scoring actors are started afresh (catalogue re-sent, the call redone) when one "
@@ -178,6 +183,8 @@ class EvalConfig:
             raise CPRecError(f"eval config: ties {self.ties!r} is not expected or pessimistic")
         if self.test not in ("wilcoxon", "ttest"):
             raise CPRecError(f"eval config: test {self.test!r} is not wilcoxon or ttest")
+        if any(w <= 0 for w in self.llm.popularity_prior):
+            raise CPRecError(f"eval config: llm.popularity_prior weights must be > 0, got {self.llm.popularity_prior}")
         if self.llm.end not in ("item_end", "eos", "none"):
             raise CPRecError(f"eval config: llm.end {self.llm.end!r} is not item_end, eos or none")
         if self.sasrec.loss not in ("bce", "ce"):

@@ -7,6 +7,8 @@ both from cprec.core.template, so the model reads exactly what it read in pre-tr
 - mean: sum / number of scored tokens (removes the length penalty)
 - pmi:  sum minus the same log-likelihood under the empty prompt (removes the item's own prior;
         the prior is computed once per catalogue)
+- <form>+pop<w> (with `llm.popularity_prior`): a form plus w x log(1 + the item's training count),
+        the popularity a model reading titles cannot see; w is picked on validation like the form
 `end` adds how the candidate stops: `item_end` scores log p(separator or EOS) after its last token,
 the two ways an item line ends in a pre-training document (EOS alone when the separator is not a
 token of its own); without it a title that is a prefix of a longer one would be favoured.
@@ -377,7 +379,12 @@ def call_ranges(users: int, actors: int, most: int) -> list[tuple[int, int]]:
 
 
 def score_forms(
-    sums: np.ndarray, token_counts: np.ndarray, prior: np.ndarray | None, forms: list[str]
+    sums: np.ndarray,
+    token_counts: np.ndarray,
+    prior: np.ndarray | None,
+    forms: list[str],
+    log_popularity: np.ndarray | None = None,
+    popularity_weights: list[float] = (),
 ) -> dict:
     out = {}
     for form in forms:
@@ -387,7 +394,14 @@ def score_forms(
             out[form] = sums / token_counts
         elif form == "pmi":
             out[form] = sums - prior
+    for form in list(out):
+        for weight in popularity_weights:
+            out[popularity_variant(form, weight)] = out[form] + weight * log_popularity
     return out
+
+
+def popularity_variant(form: str, weight: float) -> str:
+    return f"{form}+pop{weight:g}"
 
 
 SCORING = "llm-scoring"  # the key of the LLM methods' ScoringPool in an evaluation's shared resources
@@ -409,7 +423,12 @@ class LLMZeroShot(Method):
         self.shared = shared
 
     def variants(self) -> list[str]:
-        return list(FORMS) if self.spec.form == "auto" else [self.spec.form]
+        forms = list(FORMS) if self.spec.form == "auto" else [self.spec.form]
+        weights = self.config.llm.popularity_prior
+        return forms + [popularity_variant(form, weight) for form in forms for weight in weights]
+
+    def forms(self) -> list[str]:
+        return [v for v in self.variants() if v in FORMS]
 
     def fit(self, dataset: SplitDataset) -> None:
         self.model = self.spec.model_for(dataset.name)
@@ -423,8 +442,12 @@ class LLMZeroShot(Method):
         self.pool = pool
         self.token_counts = self.pool.set_catalogue(dataset.item_texts)
         self.prior = None
-        if "pmi" in self.variants():
+        if "pmi" in self.forms():
             self.prior = self.pool.score([empty_prompt(dataset.domain)])[0]
+        self.log_popularity = None
+        if self.config.llm.popularity_prior:
+            counts = np.bincount(np.concatenate(dataset.train), minlength=dataset.n_items) if dataset.train else 0
+            self.log_popularity = np.log1p(np.zeros(dataset.n_items) + counts)
 
     def prompt(self, dataset: SplitDataset, split: str, user: int) -> str:
         history = dataset.history(split, user)[-self.config.llm.max_history :]
@@ -434,7 +457,9 @@ class LLMZeroShot(Method):
         prompts = [self.prompt(dataset, split, int(u)) for u in users]
         lists = None if candidates is None else [np.flatnonzero(row) for row in candidates]
         sums = self.pool.score(prompts, lists)
-        return score_forms(sums, self.token_counts, self.prior, self.variants())
+        return score_forms(
+            sums, self.token_counts, self.prior, self.forms(), self.log_popularity, self.config.llm.popularity_prior
+        )
 
     def info(self) -> dict:
         return {
