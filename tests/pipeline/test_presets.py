@@ -20,7 +20,7 @@ from cprec.core.errors import CPRecError
 from cprec.pipeline.presets import PRESET_DIR, load_preset, preset_names
 from cprec.trainer.config import PHASES, MixtureConfig, TrainConfig
 
-SHIPPED = {"smoke", "default", "medium", "large", "cluster"}
+SHIPPED = {"smoke", "default", "text-world", "medium", "large", "cluster"}
 CPREC_MIXTURE = {
     "warmup": {"domain": 0.45, "mixed": 0.45, "catalog": 0.1},
     "stable": {"domain": 0.45, "mixed": 0.45, "catalog": 0.1},
@@ -150,6 +150,16 @@ eval:
 }
 
 
+# The world the default preset generates since issue 20 (its profile near real logs'), which the
+# presets extending it inherit; `text-world` keeps the SynthConfig defaults they had before.
+REALISTIC_WORLD = {
+    "pretrain_popularity_skew": 2.5,
+    "downstream_popularity_skew": 2.5,
+    "taste_weight": 0.7,
+    "unwritten_taste": 2.0,
+}
+
+
 def meant_smoke(resolved: dict) -> None:
     # CPRec (and the format control, which trains as CPRec does) now draws CPRec's mixture, the
     # trainer's default, where smoke stated none and drew the kinds in proportion to their rows.
@@ -157,9 +167,14 @@ def meant_smoke(resolved: dict) -> None:
         resolved["trainings"][name]["schedule"]["mixture"] = copy.deepcopy(CPREC_MIXTURE)
     # The default's, inherited: unused, with no scoring actors (num_actors 0).
     resolved["eval"]["llm"]["cpus_per_actor"] = 0.9
+    resolved["synth"].update(REALISTIC_WORLD)
 
 
-MEANT = {"smoke": meant_smoke, "large": lambda resolved: None}
+def meant_large(resolved: dict) -> None:
+    resolved["synth"].update(REALISTIC_WORLD)
+
+
+MEANT = {"smoke": meant_smoke, "large": meant_large}
 
 
 def resolve(cls: type, *sections: dict | None) -> dict:
@@ -304,16 +319,17 @@ def test_variants_by_name_change_or_drop_the_parents(tmp_path):
         preset("extends: default\nvariants: {CPT cosine: 3}\n")
 
 
-def test_the_realistic_world_is_more_skewed_and_less_wordy_than_the_default():
-    """`realistic`'s synth settings do what its comments say, at test size: items far more unequally
-    chosen, and consecutive choices that share fewer attribute words."""
+def test_the_default_world_is_more_skewed_and_less_wordy_than_text_world():
+    """The default's synth settings do what its comments say, at test size: items far more unequally
+    chosen, and consecutive choices that share fewer attribute words, than in `text-world` (the
+    SynthConfig defaults)."""
     import numpy as np
 
     from cprec.data_prep import synth
 
     def profile(settings: dict) -> tuple[float, float]:
         sizes = {"users": 400, "items_per_domain": 60, "events_per_user": 20, "retail_users": 60, "retail_items": 40}
-        world = synth.generate(synth.SynthConfig(out_dir="unused", **{**sizes, **settings}))
+        world = synth.generate(synth.SynthConfig(out_dir="unused", **{**settings, **sizes}))
         events, catalogs = world.market_events, world.catalogs
         counts = np.sort(np.bincount(events["item"], minlength=sum(c.size for c in catalogs)))
         n = len(counts)
@@ -324,8 +340,10 @@ def test_the_realistic_world_is_more_skewed_and_less_wordy_than_the_default():
         agreement = float((attributes[1:] == attributes[:-1])[same_user].mean())
         return gini, agreement
 
-    settings = {k: v for k, v in load_preset("realistic")["synth"].items() if k != "users"}
-    default_gini, default_agreement = profile({})
-    realistic_gini, realistic_agreement = profile(settings)
-    assert realistic_gini > default_gini + 0.15, (realistic_gini, default_gini)
-    assert realistic_agreement < default_agreement - 0.1, (realistic_agreement, default_agreement)
+    default, text_world = load_preset("default")["synth"], load_preset("text-world")["synth"]
+    assert {k: default[k] for k in REALISTIC_WORLD} == REALISTIC_WORLD
+    assert text_world == {**default, **{k: getattr(synth.SynthConfig(out_dir="unused"), k) for k in REALISTIC_WORLD}}
+    default_gini, default_agreement = profile(default)
+    text_gini, text_agreement = profile(text_world)
+    assert default_gini > text_gini + 0.15, (default_gini, text_gini)
+    assert default_agreement < text_agreement - 0.1, (default_agreement, text_agreement)
