@@ -168,10 +168,12 @@ def meant_smoke(resolved: dict) -> None:
     # The default's, inherited: unused, with no scoring actors (num_actors 0).
     resolved["eval"]["llm"]["cpus_per_actor"] = 0.9
     resolved["synth"].update(REALISTIC_WORLD)
+    resolved["eval"]["sasrec"]["loss"] = "ce"  # the default's: SASRec as strong as validation says
 
 
 def meant_large(resolved: dict) -> None:
     resolved["synth"].update(REALISTIC_WORLD)
+    resolved["eval"]["sasrec"]["loss"] = "ce"
 
 
 MEANT = {"smoke": meant_smoke, "large": meant_large}
