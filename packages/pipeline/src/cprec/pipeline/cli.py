@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
             "twice the model and pre-training, about an hour on 2 CPU cores; "
             "large: for a GPU machine, about 30 minutes per seed on one H100, projected; cluster: real Amazon Reviews "
             "2023 and Online Retail on object storage with Qwen2.5-0.5B on 8-GPU nodes, world=clusters/world.json, "
-            "docs/clusters.md; real-llm: SmolLM2-135M as the base from `cprec model fetch`, about 70 minutes on 2 CPU cores; real-llm-gpu: the same on one GPU; docs/pretrained.md)."
+            "docs/clusters.md; real-llm: SmolLM2-135M as the base from `cprec model fetch`, about 50 minutes on 2 CPU cores; real-llm-gpu: the same on one GPU; docs/pretrained.md)."
         ),
         example="cprec run --preset smoke until=data out_dir=runs/try",
         base=lambda args: load_preset(args.preset),
