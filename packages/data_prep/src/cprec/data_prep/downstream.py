@@ -86,6 +86,11 @@ class SplitDataset:
     def targets(self, split: str) -> np.ndarray:
         return self.valid if split == "valid" else self.test
 
+    def train_counts(self) -> np.ndarray:
+        """Each catalogue item's number of events in the training histories (its popularity)."""
+        events = np.concatenate(self.train) if self.train else np.zeros(0, dtype=np.int64)
+        return np.bincount(events, minlength=self.n_items)
+
 
 def prepare_split(spec: SplitSpec, build_options: dict, out_dir: str) -> str:
     """Writes the split of one dataset to `out_dir` (atomically; a raw source is cleaned into

@@ -57,15 +57,23 @@ class StageSections:
         `data.item_ratings`, set once for both: a model pre-trained on item texts with their ratings
         must be asked about items in that same template. A differing `eval.build.item_ratings` is an error."""
         build = dict(self.eval.get("build") or {})
-        ratings = self.data.get("item_ratings", False)
-        if build.get("item_ratings", ratings) != ratings:
-            raise CPRecError(
-                f"eval.build.item_ratings={build['item_ratings']} differs from data.item_ratings={ratings}: "
-                "pre-training and recommendation must write item texts alike; set data.item_ratings alone"
-            )
+        ratings = same_item_ratings(self.data, build, "eval.build")
         if ratings:
             build["item_ratings"] = ratings
         return build
+
+
+def same_item_ratings(data: dict, options: dict, where: str) -> bool:
+    """The corpus's `data.item_ratings`, after checking that `options` (another build's BuildConfig
+    options, at `where`) do not set it otherwise: every model is pre-trained and asked about items
+    in the same template."""
+    ratings = data.get("item_ratings", False)
+    if options.get("item_ratings", ratings) != ratings:
+        raise CPRecError(
+            f"{where}.item_ratings={options['item_ratings']} differs from data.item_ratings={ratings}: "
+            "pre-training and recommendation must write item texts alike; set data.item_ratings alone"
+        )
+    return ratings
 
 
 @dataclass
@@ -116,12 +124,7 @@ class RunConfig(StageSections):
 
     def validate(self) -> None:
         super().validate()
-        ratings = self.data.get("item_ratings", False)
-        if self.control.get("item_ratings", ratings) != ratings:
-            raise CPRecError(
-                f"control.item_ratings={self.control['item_ratings']} differs from data.item_ratings={ratings}: "
-                "the format control must write item texts as the corpus does"
-            )
+        same_item_ratings(self.data, self.control, "control")
         if self.until not in STAGES:
             raise CPRecError(f"until must be one of {', '.join(STAGES)}, got {self.until!r}")
         names = [v.name for v in self.variants]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -384,7 +385,7 @@ def score_forms(
     prior: np.ndarray | None,
     forms: list[str],
     log_popularity: np.ndarray | None = None,
-    popularity_weights: list[float] = (),
+    popularity_weights: Sequence[float] = (),
 ) -> dict:
     out = {}
     for form in forms:
@@ -422,13 +423,12 @@ class LLMZeroShot(Method):
     def attach(self, shared: dict) -> None:
         self.shared = shared
 
-    def variants(self) -> list[str]:
-        forms = list(FORMS) if self.spec.form == "auto" else [self.spec.form]
-        weights = self.config.llm.popularity_prior
-        return forms + [popularity_variant(form, weight) for form in forms for weight in weights]
-
     def forms(self) -> list[str]:
-        return [v for v in self.variants() if v in FORMS]
+        return list(FORMS) if self.spec.form == "auto" else [self.spec.form]
+
+    def variants(self) -> list[str]:
+        forms, weights = self.forms(), self.config.llm.popularity_prior
+        return forms + [popularity_variant(form, weight) for form in forms for weight in weights]
 
     def fit(self, dataset: SplitDataset) -> None:
         self.model = self.spec.model_for(dataset.name)
@@ -444,10 +444,7 @@ class LLMZeroShot(Method):
         self.prior = None
         if "pmi" in self.forms():
             self.prior = self.pool.score([empty_prompt(dataset.domain)])[0]
-        self.log_popularity = None
-        if self.config.llm.popularity_prior:
-            counts = np.bincount(np.concatenate(dataset.train), minlength=dataset.n_items) if dataset.train else 0
-            self.log_popularity = np.log1p(np.zeros(dataset.n_items) + counts)
+        self.log_popularity = np.log1p(dataset.train_counts()) if self.config.llm.popularity_prior else None
 
     def prompt(self, dataset: SplitDataset, split: str, user: int) -> str:
         history = dataset.history(split, user)[-self.config.llm.max_history :]

@@ -12,8 +12,7 @@ class Popularity(Method):
     runs_in_task = True
 
     def fit(self, dataset: SplitDataset) -> None:
-        histories = np.concatenate(dataset.train) if dataset.train else np.zeros(0, dtype=np.int64)
-        self.counts = np.bincount(histories, minlength=dataset.n_items).astype(np.float32)
+        self.counts = dataset.train_counts().astype(np.float32)
 
     def score(self, dataset, split, users, candidates=None):
         return {"": np.broadcast_to(self.counts, (len(users), dataset.n_items)).copy()}
